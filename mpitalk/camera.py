@@ -28,7 +28,7 @@ def _xp(*arrays: Array):
 
 
 def intrinsics(focal_px: float, width: int, height: int) -> np.ndarray:
-    """(3,3) pinhole intrinsics with square pixels and the principal point at (width/2, height/2)."""
+    """(3,3) pinhole intrinsics, square pixels, principal point at (width/2, height/2)."""
     return np.array(
         [[focal_px, 0.0, width / 2.0], [0.0, focal_px, height / 2.0], [0.0, 0.0, 1.0]],
         dtype=np.float32,
@@ -52,7 +52,8 @@ def rot_x(a: Array) -> Array:
     xp = _xp(a)
     c, s = xp.cos(a), xp.sin(a)
     o, z = xp.ones_like(c), xp.zeros_like(c)
-    return xp.stack([xp.stack([o, z, z], -1), xp.stack([z, c, -s], -1), xp.stack([z, s, c], -1)], -2)
+    rows = [xp.stack([o, z, z], -1), xp.stack([z, c, -s], -1), xp.stack([z, s, c], -1)]
+    return xp.stack(rows, -2)
 
 
 def rot_y(a: Array) -> Array:
@@ -60,7 +61,8 @@ def rot_y(a: Array) -> Array:
     xp = _xp(a)
     c, s = xp.cos(a), xp.sin(a)
     o, z = xp.ones_like(c), xp.zeros_like(c)
-    return xp.stack([xp.stack([c, z, s], -1), xp.stack([z, o, z], -1), xp.stack([-s, z, c], -1)], -2)
+    rows = [xp.stack([c, z, s], -1), xp.stack([z, o, z], -1), xp.stack([-s, z, c], -1)]
+    return xp.stack(rows, -2)
 
 
 def rot_z(a: Array) -> Array:
@@ -68,7 +70,8 @@ def rot_z(a: Array) -> Array:
     xp = _xp(a)
     c, s = xp.cos(a), xp.sin(a)
     o, z = xp.ones_like(c), xp.zeros_like(c)
-    return xp.stack([xp.stack([c, -s, z], -1), xp.stack([s, c, z], -1), xp.stack([z, z, o], -1)], -2)
+    rows = [xp.stack([c, -s, z], -1), xp.stack([s, c, z], -1), xp.stack([z, z, o], -1)]
+    return xp.stack(rows, -2)
 
 
 def make_pose(R: Array, t: Array) -> Array:
@@ -118,7 +121,7 @@ def project(K: Array, points_cam: Array) -> Array:
 
 
 def head_pose_matrix(pose6: Array) -> Array:
-    """``cam_from_head`` (...,4,4) from (...,6) = (yaw, pitch, roll, tx, ty, tz), radians and metres.
+    """``cam_from_head`` (...,4,4) from (...,6) = (yaw, pitch, roll, tx, ty, tz), rad and metres.
 
     R = Ry(yaw) @ Rx(pitch) @ Rz(roll) (right-handed, about the camera's own y, x, z axes) and
     t = the head centre in camera coordinates. This is the one conversion every importer uses.
@@ -204,7 +207,8 @@ def path_orbit(num_frames: int, pivot_depth_m: float = DEFAULT_HEAD_DEPTH_M,
     on the optical axis at ``pivot_depth_m`` (one full period over the clip)."""
     s = np.sin(2 * np.pi * np.arange(num_frames) / max(num_frames, 1))
     pivot = np.array([0.0, 0.0, pivot_depth_m], dtype=np.float32)
-    return orbit_pose(np.radians(yaw_deg) * s, np.zeros_like(s), np.broadcast_to(pivot, (num_frames, 3)))
+    pivots = np.broadcast_to(pivot, (num_frames, 3))
+    return orbit_pose(np.radians(yaw_deg) * s, np.zeros_like(s), pivots)
 
 
 def path_swing(num_frames: int, pivot_depth_m: float = DEFAULT_HEAD_DEPTH_M,

@@ -1,0 +1,188 @@
+"""mpi.py against independent constructions: plain loops and explicit ray-plane intersection."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mpitalk import camera, mpi
+
+
+def random_mpi(rng, D=5, H=12, W=14, smooth=True):
+    rgba = rng.random((D, H, W, 4)).astype(np.float32)
+    if smooth:  # smooth along x and y so bilinear sampling differences stay meaningful
+        for ax in (1, 2):
+            rgba = (rgba + np.roll(rgba, 1, ax) + np.roll(rgba, -1, ax)) / 3
+    rgba[0, ..., 3] = 1.0  # the farthest plane is opaque
+    return rgba
+
+
+def loop_composite(rgba):
+    rgb = np.zeros(rgba.shape[1:3] + (3,))
+    alpha = np.zeros(rgba.shape[1:3])
+    for plane in rgba:  # back to front: new over accumulated
+        a = plane[..., 3:]
+        rgb = plane[..., :3] * a + rgb * (1 - a)
+        alpha = a[..., 0] + alpha * (1 - a[..., 0])
+    return rgb, alpha
+
+
+def test_plane_depths_uniform_in_disparity_back_to_front():
+    d = np.asarray(mpi.plane_depths(0.5, 2.0, 6))
+    assert d[0] == pytest.approx(2.0) and d[-1] == pytest.approx(0.5)
+    assert np.all(np.diff(d) < 0)
+    np.testing.assert_allclose(np.diff(1 / d), np.full(5, (2.0 - 0.5) / 5), rtol=1e-5)
+
+
+def test_composite_matches_plain_loop():
+    rgba = random_mpi(np.random.default_rng(0))
+    rgb, alpha = mpi.composite(rgba)
+    ref_rgb, ref_alpha = loop_composite(rgba.astype(np.float64))
+    np.testing.assert_allclose(rgb, ref_rgb, atol=1e-5)
+    np.testing.assert_allclose(alpha, ref_alpha, atol=1e-5)
+
+
+def bilinear_by_hand(img, x, y):
+    """Premultiplied plane img (H,W,C) at continuous (x,y); texel centres +0.5; outside = 0."""
+    H, W = img.shape[:2]
+    u, v = x - 0.5, y - 0.5
+    i0, j0 = int(np.floor(v)), int(np.floor(u))
+    fy, fx = v - i0, u - j0
+    out = np.zeros(img.shape[2])
+    for di, wy in ((0, 1 - fy), (1, fy)):
+        for dj, wx in ((0, 1 - fx), (1, fx)):
+            i, j = i0 + di, j0 + dj
+            if 0 <= i < H and 0 <= j < W:
+                out += wy * wx * img[i, j]
+    return out
+
+
+def render_by_ray_casting(rgba, depths, K_src, tgt_from_src, K_tgt, h, w):
+    """For every target pixel: cast its ray, intersect each source plane explicitly, project
+    the hit into the source camera, sample, and composite back to front."""
+    src_from_tgt = np.linalg.inv(tgt_from_src.astype(np.float64))
+    premult = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], -1).astype(np.float64)
+    rgb = np.zeros((h, w, 3))
+    alpha = np.zeros((h, w))
+    depth = np.zeros((h, w))
+    Kt_inv = np.linalg.inv(K_tgt.astype(np.float64))
+    for i in range(h):
+        for j in range(w):
+            ray_t = Kt_inv @ np.array([j + 0.5, i + 0.5, 1.0])  # z component 1
+            origin_s = src_from_tgt[:3, 3]
+            dir_s = src_from_tgt[:3, :3] @ ray_t
+            c = np.zeros(3)
+            a_acc = 0.0
+            d_acc = 0.0
+            for k in range(len(depths)):
+                lam = (depths[k] - origin_s[2]) / dir_s[2]
+                if lam <= 0:  # the plane point is behind the target camera
+                    continue
+                hit = origin_s + lam * dir_s
+                px = K_src.astype(np.float64) @ (hit / hit[2])
+                s = bilinear_by_hand(premult[k], px[0], px[1])
+                c = s[:3] + c * (1 - s[3])
+                d_acc = s[3] * lam + d_acc * (1 - s[3])  # target z of the hit is lam
+                a_acc = s[3] + a_acc * (1 - s[3])
+            rgb[i, j], alpha[i, j] = c, a_acc
+            depth[i, j] = d_acc / max(a_acc, 1e-6)
+    return rgb, alpha, depth
+
+
+POSES = {
+    "identity": np.eye(4, dtype=np.float32),
+    "left_eye": camera.stereo_eyes(0.063)[0],
+    "right_eye": camera.stereo_eyes(0.063)[1],
+    "orbit": camera.orbit_pose(np.float32(0.12), np.float32(-0.05),
+                               np.array([0.0, 0.0, 0.8], np.float32)),
+    "dolly": camera.translation(np.array([0.01, -0.02, -0.1], np.float32)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POSES))
+def test_render_matches_explicit_ray_plane_intersection(name):
+    rng = np.random.default_rng(1)
+    rgba = random_mpi(rng, D=4, H=10, W=12)
+    depths = np.asarray(mpi.plane_depths(0.5, 1.5, 4))
+    K = camera.intrinsics(14.0, 12, 10)
+    T = POSES[name]
+    out = jax.jit(mpi.render)(rgba, depths, K, T)
+    ref = render_by_ray_casting(rgba, depths, K, T, K, 10, 12)
+    np.testing.assert_allclose(out.rgb, ref[0], atol=2e-5)
+    np.testing.assert_allclose(out.alpha, ref[1], atol=2e-5)
+    np.testing.assert_allclose(out.depth, ref[2], atol=2e-4)
+
+
+def test_render_other_size_and_intrinsics_and_planes_behind_camera():
+    rng = np.random.default_rng(2)
+    rgba = random_mpi(rng, D=3, H=8, W=9)
+    depths = np.array([1.2, 0.45, 0.3], np.float32)
+    K_src = camera.intrinsics(10.0, 9, 8)
+    K_tgt = camera.intrinsics(6.0, 7, 6)
+    # a camera moved forward past the nearest plane, and turned: that plane is behind it
+    T = camera.compose(camera.translation(np.array([0.0, 0.0, -0.35], np.float32)),
+                       camera.orbit_pose(np.float32(0.1), np.float32(0.0),
+                                         np.array([0.0, 0.0, 0.6], np.float32)))
+    out = mpi.render(rgba, depths, K_src, T, K_tgt=K_tgt, hw=(6, 7))
+    ref = render_by_ray_casting(rgba, depths, K_src, T, K_tgt, 6, 7)
+    np.testing.assert_allclose(out.rgb, ref[0], atol=2e-5)
+    np.testing.assert_allclose(out.alpha, ref[1], atol=2e-5)
+
+
+def test_identity_pose_equals_composite():
+    rgba = random_mpi(np.random.default_rng(3), D=6, H=16, W=16)
+    depths = mpi.plane_depths(0.4, 1.0, 6)
+    K = camera.intrinsics(20.0, 16, 16)
+    out = mpi.render(rgba, depths, K, np.eye(4))
+    rgb, alpha = mpi.composite(rgba)
+    np.testing.assert_allclose(out.rgb, rgb, atol=1e-6)
+    np.testing.assert_allclose(out.alpha, alpha, atol=1e-6)
+    np.testing.assert_allclose(out.depth, mpi.alpha_weighted_depth(rgba, depths), atol=1e-5)
+
+
+def test_stereo_eyes_see_disparity_focal_ipd_over_depth():
+    H, W, f, d, ipd = 32, 96, 80.0, 0.7, 0.063
+    x = np.arange(W) + 0.5
+    rgba = np.zeros((1, H, W, 4), np.float32)
+    bump = np.exp(-0.5 * ((x - W / 2) / 3.0) ** 2)  # a soft vertical stripe at the centre
+    rgba[0, :, :, 0] = bump[None]
+    rgba[0, ..., 3] = 1.0
+    K = camera.intrinsics(f, W, H)
+    left, right = camera.stereo_eyes(ipd)
+    cols = []
+    for T in (left, right):
+        img = np.asarray(mpi.render(rgba, np.array([d]), K, T).rgb[H // 2, :, 0])
+        cols.append((img * x).sum() / img.sum())  # the stripe's centroid
+    assert cols[0] - cols[1] == pytest.approx(f * ipd / d, abs=0.02)
+
+
+def test_render_many_matches_single_renders_and_vmap():
+    rgba = random_mpi(np.random.default_rng(4), D=4, H=10, W=10)
+    depths = mpi.plane_depths(0.5, 1.5, 4)
+    K = camera.intrinsics(12.0, 10, 10)
+    poses = np.stack([POSES["left_eye"], POSES["orbit"]])
+    many = mpi.render_many(rgba, depths, K, poses)
+    vm = jax.vmap(lambda T: mpi.render(rgba, depths, K, T))(jnp.asarray(poses))
+    for n in range(2):
+        single = mpi.render(rgba, depths, K, poses[n])
+        np.testing.assert_allclose(many.rgb[n], single.rgb, atol=1e-6)
+        np.testing.assert_allclose(vm.rgb[n], single.rgb, atol=1e-6)
+
+
+def test_render_gradients_are_finite_and_match_finite_differences():
+    rng = np.random.default_rng(5)
+    rgba = jnp.asarray(random_mpi(rng, D=3, H=6, W=7))
+    depths = mpi.plane_depths(0.5, 1.5, 3)
+    K = camera.intrinsics(8.0, 7, 6)
+    T = POSES["orbit"]
+    target = jnp.asarray(rng.random((6, 7, 3)).astype(np.float32))
+
+    def loss(x):
+        return jnp.sum((mpi.render(x, depths, K, T).rgb - target) ** 2)
+
+    g = jax.grad(loss)(rgba)
+    assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
+    direction = jnp.asarray(rng.standard_normal(rgba.shape).astype(np.float32))
+    eps = 1e-2
+    fd = (loss(rgba + eps * direction) - loss(rgba - eps * direction)) / (2 * eps)
+    assert float(jnp.sum(g * direction)) == pytest.approx(float(fd), rel=1e-2)
