@@ -1,0 +1,171 @@
+"""Identity image + expression track -> MPI sequence (the model's half of the main job).
+
+Follows IM-Portrait's generation scheme: frames are generated in clips (batches); every frame of
+a clip is conditioned on the last frame of the previous clip ("first-frame conditioning"), so
+long videos chain clip by clip with bounded memory; one noise seed is shared by all frames, which
+keeps the sampler's trajectory, and so the output, temporally stable. MPIs are produced in each
+frame's own camera, so rendering a frame at the identity pose reproduces it.
+
+The sequence is streamed: frames are yielded (and written by ``mpi_io.save``) one at a time,
+whatever the track's length.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from mpitalk import UserError, camera, controls, mpi
+
+# Portrait framing matched to the training data: in synthetic identity images (K = 1.5 S focal,
+# head at 0.6 m) the image side is 2.0 forehead-to-chin heights and the face centre sits 0.06
+# face heights below the image centre (MediaPipe landmarks on 12 held-out identities).
+CROP_FACE_HEIGHTS = 2.0
+CROP_SHIFT_DOWN = -0.06
+
+# Head rotations beyond these are clamped: an MPI made for one view cannot show much more.
+MAX_YAW_RAD = np.radians(25.0)
+MAX_PITCH_RAD = np.radians(20.0)
+
+
+@dataclass
+class Timings:
+    """Seconds per stage, for report.json."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + seconds
+
+
+def mpi_geometry(config) -> tuple[np.ndarray, np.ndarray]:
+    """(depths (D,), K (3,3)) of the MPIs a model with ``config`` produces (numpy)."""
+    from mpitalk.model import mpi_geometry as model_geometry
+
+    depths, K = model_geometry(config)
+    return np.asarray(depths, np.float32), np.asarray(K, np.float32)
+
+
+def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
+                     info: dict | None = None) -> np.ndarray:
+    """The identity image as (size,size,3) float32 in [0,1]: face-cropped and roll-aligned with
+    ``face.crop_portrait`` unless ``crop`` is False (then centre-cropped to a square)."""
+    from PIL import Image
+
+    from mpitalk import face
+
+    img = face.load_image(image) if isinstance(image, str) else np.asarray(image)
+    if crop:
+        out, crop_info = face.crop_portrait(img, size, face_heights=CROP_FACE_HEIGHTS,
+                                            shift_down=CROP_SHIFT_DOWN)
+        if info is not None:
+            info.update({"faces_found": crop_info.num_faces, "roll_deg": crop_info.roll_deg,
+                         "padded": crop_info.padded})
+    else:
+        h, w = img.shape[:2]
+        s = min(h, w)
+        sq = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        out = np.asarray(Image.fromarray(sq).resize((size, size), Image.LANCZOS))
+    return np.asarray(out, dtype=np.float32)[..., :3] / 255.0
+
+
+def identity_conditions(identity: np.ndarray, K: np.ndarray) -> dict[str, np.ndarray] | None:
+    """What the model may know about the identity image: its blendshapes and head pose read by
+    MediaPipe (rotation only; the head is placed at the default position, as in a centred
+    crop), and the rig's condition render of them. None when no face is found (``--no-crop``
+    on a non-face image): the model then assumes a neutral frontal pose."""
+    from mpitalk import face, rig
+
+    S = identity.shape[0]
+    img8 = np.round(np.clip(identity, 0, 1) * 255).astype(np.uint8)
+    faces = face.detect_faces(img8, max_faces=1)
+    if not faces:
+        return None
+    pose = camera.default_head_pose()
+    pose[:3] = faces[0].pose[:3]
+    pose = drivable_pose(pose[None])[0]
+    values = np.clip(faces[0].blendshapes, 0, 1).astype(np.float32)
+    render = rig.render_condition(values, pose, K, S).astype(np.float32) / 255.0
+    return {"identity_cond": render,
+            "identity_expression": np.concatenate([values, pose]).astype(np.float32)}
+
+
+def drivable_pose(pose: np.ndarray) -> np.ndarray:
+    """Clamp a track's head poses (T,6) to what an MPI can show: yaw/pitch limited, the head
+    centre kept near the default position."""
+    pose = np.array(pose, dtype=np.float32, copy=True)
+    pose[:, 0] = np.clip(pose[:, 0], -MAX_YAW_RAD, MAX_YAW_RAD)
+    pose[:, 1] = np.clip(pose[:, 1], -MAX_PITCH_RAD, MAX_PITCH_RAD)
+    pose[:, 3:5] = np.clip(pose[:, 3:5], -0.05, 0.05)
+    pose[:, 5] = np.clip(pose[:, 5], 0.5, 0.75)
+    return pose
+
+
+def frame_conditions(track: controls.Track, size: int, K: np.ndarray,
+                     start: int, stop: int) -> dict[str, np.ndarray]:
+    """Per-frame conditions for frames [start, stop): the rig's condition render and the
+    52+6 expression/pose vector."""
+    from mpitalk import rig
+
+    pose = drivable_pose(track.pose[start:stop])
+    values = np.clip(track.values[start:stop], 0.0, 1.0).astype(np.float32)
+    renders = np.stack([rig.render_condition(values[i], pose[i], K, size)
+                        for i in range(stop - start)]).astype(np.float32) / 255.0
+    return {"cond_render": renders,
+            "expression": np.concatenate([values, pose], axis=1).astype(np.float32)}
+
+
+def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *, seed: int = 0,
+                  steps: int = 8, sampler: str = "heun", batch_size: int = 4,
+                  progress: bool = False, timings: Timings | None = None,
+                  identity_info: dict[str, np.ndarray] | None = None
+                  ) -> Iterator[np.ndarray]:
+    """Yield one MPI (D,H,W,4) float32 per track frame, in the frame's own camera.
+
+    identity: (S,S,3) float in [0,1] with S = ``config.image_size``. Frames are sampled in clips
+    of ``batch_size``; each clip is conditioned on the previous clip's last rendered frame; the
+    initial noise comes from one PRNG key shared by all frames. ``identity_info``: the
+    identity's ``identity_cond`` and ``identity_expression`` (see :func:`identity_conditions`),
+    or None.
+    """
+    from mpitalk.model import sample_mpi
+
+    S = config.image_size
+    if identity.shape != (S, S, 3):
+        raise ValueError(f"identity must be ({S},{S},3), got {identity.shape}")
+    if len(track) == 0:
+        raise UserError("the expression track has no frames; give a longer track")
+    depths, K = mpi_geometry(config)
+    key = jax.random.PRNGKey(seed)  # the same key for every clip: shared noise across frames
+    prev = np.zeros((S, S, 3), np.float32)
+    has_prev = 0.0
+    timings = timings if timings is not None else Timings()
+    bar = tqdm(total=len(track), desc="generate", unit="frame", disable=not progress)
+    for start in range(0, len(track), batch_size):
+        stop = min(start + batch_size, len(track))
+        n = stop - start
+        t0 = time.perf_counter()
+        cond = frame_conditions(track, S, K, start, stop)
+        cond["prev_frame"] = np.broadcast_to(prev, (n, S, S, 3)).astype(np.float32)
+        cond["has_prev"] = np.full((n,), has_prev, np.float32)
+        if identity_info is not None:
+            for k, v in identity_info.items():
+                cond[k] = np.broadcast_to(v, (n,) + v.shape).astype(np.float32)
+        t1 = time.perf_counter()
+        ident = np.broadcast_to(identity, (n, S, S, 3)).astype(np.float32)
+        rgba = np.asarray(sample_mpi(model, config, ident, cond, key, steps=steps,
+                                     sampler=sampler))
+        t2 = time.perf_counter()
+        timings.add("conditions_s", t1 - t0)
+        timings.add("sampling_s", t2 - t1)
+        last = mpi.composite(rgba[-1])[0]  # the clip's last frame, seen from its own camera
+        prev = np.clip(np.asarray(last), 0.0, 1.0)
+        has_prev = 1.0
+        yield from rgba
+        bar.update(n)
+    bar.close()

@@ -1,0 +1,308 @@
+"""One job of the main CLI, and batches of them.
+
+A job turns (identity image, expression track or driving video, checkpoint) into a folder:
+
+    OUT/mpi/                 the MPI sequence (mpi_io format)
+    OUT/mpitalk_LR.mp4       stereo side-by-side video (or _TB for top-bottom), with stereo metadata
+    OUT/novel_<path>.mp4     a mono novel-view camera-path video (unless --novel-view none)
+    OUT/preview.png          contact sheet: identity, frames, depth, views at -10/+10 degrees
+    OUT/report.json          inputs, settings, per-stage timings, frame count, outputs
+
+Everything is written into a temporary sibling folder and renamed into place when complete, so
+``OUT`` either holds a whole result or nothing new. ``report.json`` is written last: a job folder
+with it is complete (batch resume relies on this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mpitalk import UserError, __version__
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_IDENTITY = DATA_DIR / "identity.png"
+DEFAULT_TRACK = DATA_DIR / "default_track.csv"
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+NOVEL_VIEWS = ("orbit", "swing", "dolly", "none")
+LAYOUTS = ("sbs", "tb")
+
+
+@dataclass
+class JobOptions:
+    """The options of one job (the CLI flags; a manifest line may set any of them)."""
+
+    identity: str = str(DEFAULT_IDENTITY)  # portrait image
+    controls: str = str(DEFAULT_TRACK)  # track (.csv/.json/.npz/Live Link CSV) or driving video
+    out: str = "mpitalk-out"  # output folder
+    fps: float | None = None  # output frame rate (default: the track's)
+    duration: float | None = None  # seconds of the track to use (default: all)
+    frames: int | None = None  # number of frames to generate (overrides duration)
+    seed: int = 0  # noise seed (one seed shared by every frame)
+    steps: int = 8  # sampler steps
+    sampler: str = "heun"  # heun (2nd order) or euler
+    checkpoint: str | None = None  # model checkpoint folder (default: data/checkpoint)
+    expression_scale: float = 1.0  # multiplies the 52 blendshapes
+    pose_scale: float = 1.0  # multiplies head rotation and offset
+    smooth: float = 0.0  # Savitzky-Golay smoothing window, seconds (0 = none)
+    ipd_mm: float = 63.0  # stereo baseline
+    convergence_m: float | None = 0.6  # zero-disparity distance, metres (the head; None = parallel)
+    layout: str = "sbs"  # sbs (left-right) or tb (top-bottom)
+    half: bool = False  # half-width / half-height packing
+    eye_size: int | None = 512  # pixels per eye side (default 512; None = MPI size)
+    novel_view: str = "orbit"  # orbit, swing, dolly or none
+    audio: str | None = None  # audio file to mux into the videos
+    mpi: str | None = None  # render this existing MPI sequence instead of generating
+    no_crop: bool = False  # use the identity image as it is (centre square), no face crop
+    ply: int | None = None  # also write a coloured point cloud of this frame
+    crf: int = 18  # H.264 quality (lower = better)
+    batch_size: int = 4  # frames per generation clip
+    quiet: bool = False  # no progress bars
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> JobOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+def _check_options(o: JobOptions) -> None:
+    if o.layout not in LAYOUTS:
+        raise UserError(f"--layout must be one of {LAYOUTS}, got {o.layout!r}")
+    if o.novel_view not in NOVEL_VIEWS:
+        raise UserError(f"--novel-view must be one of {NOVEL_VIEWS}, got {o.novel_view!r}")
+    if o.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {o.steps}")
+    if o.frames is not None and o.frames < 1:
+        raise UserError(f"--frames must be at least 1, got {o.frames}")
+    if o.duration is not None and o.duration <= 0:
+        raise UserError(f"--duration must be positive, got {o.duration}")
+    if o.fps is not None and o.fps <= 0:
+        raise UserError(f"--fps must be positive, got {o.fps}")
+    if o.mpi is None:
+        for label, path in (("identity image", o.identity), ("controls", o.controls)):
+            if not Path(path).is_file():
+                raise UserError(f"{path}: {label} not found; check the path")
+    if o.audio is not None and not Path(o.audio).is_file():
+        raise UserError(f"{o.audio}: audio file not found; check the path")
+
+
+def load_track(o: JobOptions):
+    """The expression track of a job: read or extracted, resampled, cut, smoothed, scaled."""
+    from mpitalk import controls
+
+    path = Path(o.controls)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        from mpitalk import face
+
+        track = face.extract_track(str(path), progress=not o.quiet)
+    else:
+        track = controls.load(str(path))
+    if o.fps is not None and abs(o.fps - track.fps) > 1e-6:
+        track = track.resample(o.fps)
+    if o.frames is not None:
+        if o.frames > len(track):
+            raise UserError(f"{path}: the track has {len(track)} frames, --frames asks for "
+                            f"{o.frames}; give a longer track or fewer frames")
+        track = controls.Track(values=track.values[:o.frames], pose=track.pose[:o.frames],
+                               fps=track.fps)
+    elif o.duration is not None:
+        track = track.slice_time(0.0, o.duration)
+    if len(track) < 1:
+        raise UserError(f"{path}: the track has no frames; give a longer track")
+    if o.smooth > 0:
+        track = track.smooth(o.smooth)
+    if o.expression_scale != 1.0 or o.pose_scale != 1.0:
+        track = track.scaled(o.expression_scale, o.pose_scale)
+    return track
+
+
+def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6) -> None:
+    """Preview PNG: the identity, then for a few frames the centre view, the alpha-weighted
+    depth (near = bright) and the views from 10 degrees left and right of the head (GL)."""
+    from PIL import Image
+
+    from mpitalk import camera, gl, mpi
+
+    n = len(seq)
+    picks = sorted(set(np.linspace(0, n - 1, min(columns, n)).round().astype(int).tolist()))
+    pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
+    poses = [np.eye(4, dtype=np.float32)] + [
+        camera.orbit_pose(np.float32(np.radians(a)), np.float32(0.0), pivot) for a in (-10, 10)]
+    renderer = gl.GLRenderer(seq.width, seq.height)
+    near, far = float(seq.depths[-1]), float(seq.depths[0])
+    cols = []
+    for t in picks:
+        rgba = seq[t]
+        renderer.set_mpi(rgba, seq.depths, seq.K)
+        views = [renderer.render_pose(T)[0] for T in poses]
+        depth = np.asarray(mpi.alpha_weighted_depth(rgba, seq.depths))
+        depth_img = np.clip((1 / depth - 1 / far) / (1 / near - 1 / far), 0, 1)
+        cols.append(np.concatenate([views[0], np.repeat(depth_img[..., None], 3, -1), views[1],
+                                    views[2]], 0))
+    sheet = np.concatenate(cols, 1)
+    if identity is not None:
+        H = seq.height
+        ident = np.zeros((sheet.shape[0], H, 3), np.float32)
+        ident[:H] = identity
+        sheet = np.concatenate([ident, sheet], 1)
+    Image.fromarray(np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temporary folder to its final name, replacing an older result."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_job(o: JobOptions) -> dict:
+    """Run one job; return its report. Raises UserError for anything the user can fix."""
+    from mpitalk import mpi_io, video
+
+    _check_options(o)
+    final = Path(o.out)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as exc:
+        raise UserError(f"{final}: cannot write the output folder ({exc.strerror}); choose "
+                        "another --out") from exc
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    report: dict = {"mpitalk_version": __version__, "options": dataclasses.asdict(o)}
+    try:
+        identity = None
+        if o.mpi is not None:
+            mpi_dir = Path(o.mpi)
+            seq = mpi_io.load(mpi_dir)
+        else:
+            identity, mpi_dir = _generate(o, tmp, timings, report)
+            seq = mpi_io.load(mpi_dir)
+        t0 = time.perf_counter()
+        outputs = video.export_mpi_sequence(
+            mpi_dir, tmp, eye_size=o.eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
+            convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
+            ply_frame=o.ply, progress=not o.quiet, name="mpitalk")
+        timings["export_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        contact_sheet(identity, seq, tmp / "preview.png")
+        timings["preview_s"] = time.perf_counter() - t0
+        timings["total_s"] = time.perf_counter() - t_start
+        report.update({
+            "frames": len(seq), "fps": seq.fps, "mpi_size": [seq.height, seq.width],
+            "num_planes": seq.num_planes, "timings_s": timings,
+            "outputs": sorted(p.name for p in tmp.iterdir()) + ["report.json"],
+            "exported": {k: Path(v).name for k, v in dict(outputs).items()},
+            "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
+                        "cpu_count": os.cpu_count()},
+        })
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
+    """Model half of a job: checkpoint, identity, track -> ``tmp/mpi``."""
+    from mpitalk import checkpoint, generate, mpi_io
+
+    t0 = time.perf_counter()
+    config, model = checkpoint.load(o.checkpoint)
+    timings["load_checkpoint_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    crop_info: dict = {}
+    identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
+                                         info=crop_info)
+    depths, K = generate.mpi_geometry(config)
+    identity_info = generate.identity_conditions(identity, K)
+    timings["identity_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    track = load_track(o)
+    timings["track_s"] = time.perf_counter() - t0
+    report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
+    report["track"] = {"frames": len(track), "fps": track.fps,
+                       "seconds": len(track) / track.fps}
+    stages = generate.Timings()
+    t0 = time.perf_counter()
+    frames = generate.generate_mpis(model, config, identity, track, seed=o.seed, steps=o.steps,
+                                    sampler=o.sampler, batch_size=o.batch_size,
+                                    progress=not o.quiet, timings=stages,
+                                    identity_info=identity_info)
+    mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
+    timings["generate_s"] = time.perf_counter() - t0
+    timings.update({f"generate_{k}": v for k, v in stages.stages.items()})
+    return identity, mpi_dir
+
+
+def read_manifest(path: Path) -> list[tuple[int, dict | None, str | None]]:
+    """Lines of a JSONL manifest: (line number, options dict or None, error or None).
+    Blank lines and lines starting with # are skipped."""
+    if not path.is_file():
+        raise UserError(f"{path}: manifest not found; give a .jsonl file, one JSON object a line")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            rows.append((n, obj, None))
+        except ValueError as exc:
+            rows.append((n, None, f"invalid JSON ({exc})"))
+    return rows
+
+
+def run_batch(manifest: Path, out_root: Path, defaults: JobOptions, shard: tuple[int, int],
+              progress: bool = True) -> list[dict]:
+    """Run every job of a manifest (this shard's share), going on past failures.
+
+    Line N writes into ``out_root/job-N`` unless it sets ``out``. Jobs whose folder already
+    holds ``report.json`` are skipped (resume). Returns one result dict per job.
+    """
+    from tqdm import tqdm
+
+    index, count = shard
+    rows = [r for i, r in enumerate(read_manifest(manifest)) if i % count == index]
+    results = []
+    for line, obj, error in tqdm(rows, desc="jobs", unit="job", disable=not progress):
+        result = {"line": line, "status": "failed", "out": None, "reason": error, "seconds": 0.0}
+        if obj is not None:
+            t0 = time.perf_counter()
+            try:
+                fields = dataclasses.asdict(defaults) | {"out": str(out_root / f"job-{line}")}
+                opts = JobOptions.from_dict(fields | obj, f"{manifest}:{line}")
+                opts.quiet = True
+                result["out"] = opts.out
+                if (Path(opts.out) / "report.json").is_file():
+                    result.update(status="skipped", reason="already complete")
+                else:
+                    run_job(opts)
+                    result.update(status="ok", reason="")
+            except UserError as exc:
+                result["reason"] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a batch goes on past any failed job
+                result["reason"] = f"{type(exc).__name__}: {exc}"
+            result["seconds"] = time.perf_counter() - t0
+        results.append(result)
+    return results
