@@ -59,7 +59,7 @@ class JobOptions:
     convergence_m: float | None = 0.6  # zero-disparity distance, metres (the head; None = parallel)
     layout: str = "sbs"  # sbs (left-right) or tb (top-bottom)
     half: bool = False  # half-width / half-height packing
-    eye_size: int | None = 512  # pixels per eye side (default 512; None = MPI size)
+    eye_size: int | None = None  # pixels per eye (width); None: 512 when generating, else MPI's
     novel_view: str = "orbit"  # orbit, swing, dolly or none
     audio: str | None = None  # audio file to mux into the videos
     mpi: str | None = None  # render this existing MPI sequence instead of generating
@@ -197,8 +197,11 @@ def run_job(o: JobOptions) -> dict:
             identity, mpi_dir = _generate(o, tmp, timings, report)
             seq = mpi_io.load(mpi_dir)
         t0 = time.perf_counter()
+        eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else 512)
+        if eye_size is not None and eye_size < 2:
+            raise UserError(f"--eye-size must be at least 2 pixels, got {eye_size}")
         outputs = video.export_mpi_sequence(
-            mpi_dir, tmp, eye_size=o.eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
+            mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
             convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
             ply_frame=o.ply, progress=not o.quiet, name="mpitalk")
         timings["export_s"] = time.perf_counter() - t0
