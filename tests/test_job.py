@@ -1,0 +1,126 @@
+"""The main job end to end (shipped checkpoint, a few frames), batches, resume, and every error a
+user can cause: one line on stderr, a non-zero exit code, nothing half-written."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mpitalk import controls, job, mpi_io, render
+
+FAST = ["--frames", "2", "--steps", "1", "--batch-size", "2", "--eye-size", "64", "--quiet"]
+
+
+def run_cli(args, capsys):
+    rc = render.main(args)
+    captured = capsys.readouterr()
+    return rc, captured.err
+
+
+def test_default_job_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, err = run_cli(["--out", str(out), *FAST], capsys)
+    assert rc == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["mpi", "mpitalk_LR.mp4", "mpitalk_orbit.mp4", "preview.png", "report.json"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 2 and report["options"]["steps"] == 1
+    assert {"generate_s", "export_s", "total_s"} <= set(report["timings_s"])
+    seq = mpi_io.load(out / "mpi")
+    frame = seq[0]
+    assert frame.shape == (seq.num_planes, seq.height, seq.width, 4)
+    np.testing.assert_array_equal(frame[0, ..., 3], 1.0)  # the back plane is opaque
+    assert (out / "mpitalk_LR.mp4").stat().st_size > 1000
+    # no temporary folders left beside the output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_same_seed_same_frames(tmp_path, capsys):
+    for name in ("a", "b"):
+        rc, err = run_cli(["--out", str(tmp_path / name), "--novel-view", "none", *FAST], capsys)
+        assert rc == 0, err
+    np.testing.assert_array_equal(mpi_io.load(tmp_path / "a" / "mpi").raw(1),
+                                  mpi_io.load(tmp_path / "b" / "mpi").raw(1))
+
+
+def _write_manifest(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_batch_goes_on_past_a_broken_job_and_resumes(tmp_path, capsys):
+    manifest = tmp_path / "jobs.jsonl"
+    small = {"frames": 2, "steps": 1, "batch_size": 2, "eye_size": 64, "novel_view": "none"}
+    _write_manifest(manifest, [
+        json.dumps(small),
+        json.dumps(small | {"identity": str(tmp_path / "missing.png")}),
+        "{not json",
+        json.dumps(small | {"seed": 3}),
+    ])
+    out = tmp_path / "batch"
+    rc = render.main(["--jobs", str(manifest), "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 1  # a job failed
+    assert (out / "job-1" / "report.json").is_file() and (out / "job-4" / "report.json").is_file()
+    assert not (out / "job-2").exists() and not (out / "job-3").exists()
+    assert "missing.png" in text and "invalid JSON" in text
+    # an interrupted run leaves only a temporary folder; resume redoes that job and skips others
+    shutil.rmtree(out / "job-4")
+    (out / ".job-4.tmp-crashed").mkdir()
+    _write_manifest(manifest, [json.dumps(small), json.dumps(small | {"seed": 3})])
+    rc = render.main(["--jobs", str(manifest), "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "skipped" in text and (out / "job-2" / "report.json").is_file()
+
+
+def test_shards_split_a_manifest(tmp_path):
+    manifest = tmp_path / "jobs.jsonl"
+    _write_manifest(manifest, [json.dumps({"seed": i}) for i in range(5)])
+    rows = job.read_manifest(manifest)
+    shards = [[r for i, r in enumerate(rows) if i % 2 == k] for k in range(2)]
+    assert [len(s) for s in shards] == [3, 2]
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noface.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    header = "time," + ",".join(controls.ARKIT_NAMES) + ",yaw,pitch,roll,tx,ty,tz"
+    (tmp_path / "empty.csv").write_text(header + "\n")
+    row = ["0.0"] + ["0.1"] * 52 + ["0", "0", "0", "0", "0", "0.6"]
+    nan_row = ["0.04"] + ["nan"] + ["0.1"] * 51 + ["0", "0", "0", "0", "0", "0.6"]
+    (tmp_path / "nan.csv").write_text("\n".join([header, ",".join(row), ",".join(nan_row)]))
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(job.DATA_DIR / "checkpoint", ckpt)
+    meta = next(p for p in ckpt.iterdir() if p.suffix == ".json")
+    d = json.loads(meta.read_text())
+    d["format_version"] = 999
+    meta.write_text(json.dumps(d))
+    (tmp_path / "afile").write_text("x")
+    return tmp_path
+
+
+@pytest.mark.parametrize("case, args, needle", [
+    ("missing image", ["--identity", "{t}/nope.png"], "nope.png"),
+    ("unreadable image", ["--identity", "{t}/broken.png"], "broken.png"),
+    ("no face", ["--identity", "{t}/noface.png"], "--no-crop"),
+    ("empty track", ["--controls", "{t}/empty.csv"], "empty.csv"),
+    ("nan track", ["--controls", "{t}/nan.csv"], "nan.csv"),
+    ("too short track", ["--frames", "100000"], "frames"),
+    ("unknown checkpoint version", ["--checkpoint", "{t}/ckpt"], "ckpt"),
+    ("unwritable output", ["--out", "{t}/afile/out"], "afile"),
+    ("missing MPI folder", ["--mpi", "{t}/nompi"], "nompi"),
+])
+def test_user_errors_are_one_line_and_leave_nothing(bad_inputs, capsys, case, args, needle):
+    t = str(bad_inputs)
+    before = sorted(p.name for p in bad_inputs.iterdir())
+    out = ["--out", f"{t}/result"] if "--out" not in args else []
+    rc, err = run_cli(FAST + out + [a.replace("{t}", t) for a in args], capsys)
+    assert rc == 1, case
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "error" in lines[0] and needle in lines[0], err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in bad_inputs.iterdir()) == before  # nothing half-written
