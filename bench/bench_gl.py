@@ -1,0 +1,177 @@
+"""Stereo rendering speed: the GL renderer vs the JAX reference vs a numpy loop vs memory bandwidth.
+
+Two 512x512 eyes (63 mm apart, converged at 0.6 m) from a 32-plane MPI, readback included, for
+  - face:  an opaque background plane plus a head (an ellipsoid) whose surface falls on one or
+           two planes per pixel: ~4% of the plane texels hold anything, as in a face MPI;
+  - dense: every plane holds smooth random colour and alpha everywhere.
+Renderers: ``gl.GLRenderer.render_pose`` (both eyes, float32 out), ``mpi.render`` under
+``jax.jit`` (warm), and a plain numpy loop over planes (homography, bilinear, over). The floor is
+the time to read the MPI's bytes once (uint8, as uploaded to GL; float32, as JAX reads them).
+
+Run: ``python bench/bench_gl.py`` (prints a table, writes bench/results_gl.json).
+Timings are the median of repeats; the machine's load average is recorded with them, since other
+processes on a shared 2-core machine change them a lot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mpitalk import camera, gl, mpi
+
+SIZE, PLANES = 512, 32
+IPD_M, CONVERGENCE_M = 0.063, 0.6
+
+
+def face_mpi(rng) -> np.ndarray:
+    D, H, W = PLANES, SIZE, SIZE
+    depths = np.asarray(mpi.plane_depths(0.4, 3.0, D))
+    rgba = np.zeros((D, H, W, 4), np.uint8)
+    rgba[0, ..., :3] = rng.integers(0, 256, (H, W, 3))
+    rgba[0, ..., 3] = 255
+    yy, xx = np.mgrid[0:H, 0:W]
+    x = (xx + 0.5 - W / 2) / (W * 0.22)
+    y = (yy + 0.5 - H / 2) / (H * 0.3)
+    r2 = x**2 + y**2
+    inside = r2 < 1
+    z = 0.6 - 0.1 * np.sqrt(np.clip(1 - r2, 0, 1))  # the head's surface depth, metres
+    f = np.interp(1 / z, 1 / depths, np.arange(D))  # fractional plane index (by disparity)
+    i0 = np.floor(f).astype(int)
+    skin = rng.integers(100, 230, (H, W, 3))
+    for i in range(D):  # split each surface pixel between its two neighbouring planes
+        back = inside & (i0 == i)
+        front = inside & (i0 + 1 == i)
+        rgba[i][back | front, :3] = skin[back | front]
+        rgba[i][back, 3] = 255
+        rgba[i][front, 3] = np.rint(255 * (f - i0))[front]
+    return rgba
+
+
+def dense_mpi(rng) -> np.ndarray:
+    x = rng.random((PLANES, SIZE // 8, SIZE // 8, 4)).astype(np.float32)
+    x = np.repeat(np.repeat(x, 8, 1), 8, 2)  # smooth-ish blocks, then a blur along x and y
+    for ax in (1, 2):
+        x = (x + np.roll(x, 3, ax) + np.roll(x, -3, ax)) / 3
+    x[..., 3] = 0.1 + 0.3 * x[..., 3]
+    x[0, ..., 3] = 1.0
+    return np.rint(x * 255).astype(np.uint8)
+
+
+def numpy_render(rgba: np.ndarray, depths, K_src, tgt_from_src, K_tgt) -> np.ndarray:
+    """Back-to-front over of bilinearly warped premultiplied planes: the obvious loop."""
+    D, H, W, _ = rgba.shape
+    premult = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], -1)
+    f32 = (np.asarray(a, np.float32) for a in (depths, K_src, tgt_from_src, K_tgt))
+    Hs = np.asarray(mpi.homographies(*f32))
+    jj, ii = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    pix = np.stack([jj, ii, np.ones_like(jj)], -1)
+    out = np.zeros((H, W, 4), np.float32)
+    for d in range(D):
+        q = pix @ Hs[d].T
+        u, v = q[..., 0] / q[..., 2] - 0.5, q[..., 1] / q[..., 2] - 0.5
+        x0, y0 = np.floor(u).astype(int), np.floor(v).astype(int)
+        fx, fy = (u - x0)[..., None], (v - y0)[..., None]
+        sample = np.zeros((H, W, 4), np.float32)
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                xi, yi = x0 + dx, y0 + dy
+                ok = ((xi >= 0) & (xi < W) & (yi >= 0) & (yi < H))[..., None]
+                sample += wy * wx * ok * premult[d][np.clip(yi, 0, H - 1), np.clip(xi, 0, W - 1)]
+        out = sample + out * (1 - sample[..., 3:])
+    return out
+
+
+def median_time(fn, repeats: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()  # compile, allocate
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench_mpi(renderer, jax_render, rgba_u8, depths, K, views) -> dict:
+    """Timings (seconds) for one MPI."""
+    rgba_f32 = rgba_u8.astype(np.float32) / 255
+    row = {"occupied_texels": float((rgba_u8[..., 3] > 0).mean())}
+    row["gl_upload_s"] = median_time(lambda: renderer.set_mpi(rgba_u8, depths, K), 3)
+    renderer.set_mpi(rgba_u8, depths, K)
+
+    def gl_stereo():
+        for pose, K_eye in views:
+            renderer.render_pose(pose, K_eye)
+
+    row["gl_stereo_s"] = median_time(gl_stereo, 20)
+    row["gl_stereo_packed_s"] = median_time(
+        lambda: renderer.render_views(views, "sbs"), 20)
+    rgba_j = jax.device_put(rgba_f32)
+
+    def jax_stereo():
+        for pose, K_eye in views:
+            jax_render(rgba_j, depths, K, pose, K_eye).rgb.block_until_ready()
+
+    row["jax_stereo_s"] = median_time(jax_stereo, 3)
+    row["numpy_stereo_s"] = median_time(
+        lambda: [numpy_render(rgba_f32, depths, K, p, Ke) for p, Ke in views], 1, warmup=False)
+    # fresh copies: untouched pages of np.zeros all map the kernel's one zero page, which
+    # would make reading a sparse MPI look faster than memory is
+    u64 = rgba_u8.copy().reshape(-1).view(np.uint64)
+    f64 = rgba_f32.copy().reshape(-1).view(np.uint64)
+    row["read_u8_once_s"] = median_time(lambda: np.bitwise_xor.reduce(u64), 5)
+    row["read_f32_once_s"] = median_time(lambda: np.bitwise_xor.reduce(f64), 5)
+    return row
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    depths = np.asarray(mpi.plane_depths(0.4, 3.0, PLANES), dtype=np.float32)
+    K = camera.intrinsics(camera.focal_from_fov(40.0, SIZE), SIZE, SIZE)
+    views = gl.stereo_views(K, IPD_M, CONVERGENCE_M)
+    renderer = gl.GLRenderer(SIZE, SIZE)
+    jax_render = jax.jit(mpi.render)
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "gl_renderer": renderer.ctx.info["GL_RENDERER"],
+                           "load_average_before": os.getloadavg()},
+               "config": {"eye": [SIZE, SIZE], "planes": PLANES, "ipd_m": IPD_M,
+                          "convergence_m": CONVERGENCE_M}, "mpis": {}}
+    for name, make in (("face", face_mpi), ("dense", dense_mpi)):
+        rgba_u8 = make(rng)
+        row = bench_mpi(renderer, jax_render, rgba_u8, depths, K, views)
+        results["mpis"][name] = row
+    results["machine"]["load_average_after"] = os.getloadavg()
+
+    print(f"stereo frames/s, two {SIZE}x{SIZE} eyes, {PLANES} planes, readback included "
+          f"(load average {results['machine']['load_average_before'][0]:.1f} on "
+          f"{os.cpu_count()} cpus)")
+    header = (f"{'MPI':6s} {'GL':>7s} {'GL pack':>8s} {'JAX':>7s} {'numpy':>7s} "
+              f"{'read u8':>8s} {'read f32':>9s}   GL/JAX  GL/numpy  GL/read-u8")
+    print(header)
+    for name, row in results["mpis"].items():
+        fps = {k: 1.0 / v for k, v in row.items() if k.endswith("_s") and k != "gl_upload_s"}
+        row["fps"] = fps
+        row["ratios"] = {"gl_over_jax": fps["gl_stereo_s"] / fps["jax_stereo_s"],
+                         "gl_over_numpy": fps["gl_stereo_s"] / fps["numpy_stereo_s"],
+                         "gl_over_read_u8": fps["gl_stereo_s"] / fps["read_u8_once_s"]}
+        print(f"{name:6s} {fps['gl_stereo_s']:7.1f} {fps['gl_stereo_packed_s']:8.1f} "
+              f"{fps['jax_stereo_s']:7.2f} {fps['numpy_stereo_s']:7.3f} "
+              f"{fps['read_u8_once_s']:8.1f} {fps['read_f32_once_s']:9.1f}   "
+              f"{row['ratios']['gl_over_jax']:6.0f}x {row['ratios']['gl_over_numpy']:8.0f}x "
+              f"{row['ratios']['gl_over_read_u8']:10.2f}x")
+        print(f"       (upload of one frame to GL: {row['gl_upload_s'] * 1e3:.0f} ms; "
+              f"occupied texels {row['occupied_texels']:.1%})")
+    out = Path(__file__).with_name("results_gl.json")
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

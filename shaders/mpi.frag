@@ -1,0 +1,104 @@
+#version 330
+// Render a multiplane image into a target camera: the GL twin of mpitalk.mpi.render.
+//
+// One pass over the planes, front to back, per fragment. Framebuffer row r holds image row r
+// (image row 0 is the first row read back), so gl_FragCoord.xy - u_origin is the target pixel
+// centre (j + 0.5, i + 0.5) in the conventions of ARCHITECTURE.md.
+//
+// Plane i sits at z = d_i in the source camera. The target ray through pixel p is, in the
+// source frame, X(s) = s a - b with a = R^T K_tgt^-1 (p, 1) and b = R^T t (tgt_from_src = [R|t]).
+// It meets the plane at s_i = (d_i + b.z) / a.z, which is also the target-camera z of the hit
+// (the ray's target z component is 1 per unit s). Divided by d_i, the hit is
+//     X_i / d_i = w + (1/d_i) (b.z w - b)      with w = a / a.z,
+// so the source pixel is linear in the plane's disparity: uv_i = uv_inf + (1/d_i) duv.
+//
+// Drawn as one quad per target tile (mpi.vert) carrying the tile's plane mask: bit (i % 32) of
+// word i / 32 is set when plane i may put something in the tile (conservative, see gl.py).
+// Tiles that no plane reaches are not drawn; tiles that one plane reaches use the SINGLE_PLANE
+// variant, which samples that plane without a loop.
+//
+// Defines (from gl.program): MAX_PLANES (a multiple of 32, <= 128), SINGLE_PLANE (optional).
+
+uniform sampler2DArray u_planes;   // straight RGBA8 with a transparent one-texel border,
+                                   // layer i = plane i (0 = farthest)
+uniform mat3 u_A;                  // R^T K_tgt^-1
+uniform vec3 u_b;                  // R^T t
+uniform mat2 u_Ks;                 // source intrinsics, focal/skew part
+uniform vec2 u_Ks_c;               // source principal point
+uniform ivec2 u_size;              // (W, H) of the source planes, without the border
+uniform vec2 u_origin;             // lower-left corner of this view in the framebuffer, pixels
+#ifdef SINGLE_PLANE
+flat in float v_layer;
+flat in float v_disp;
+flat in float v_c;
+#else
+flat in uvec4 v_mask;
+uniform float u_disp[MAX_PLANES];  // 1 / d_i
+uniform float u_c[MAX_PLANES];     // d_i + b.z: target z of the hit = u_c[i] / a.z
+#endif
+
+out vec4 frag;
+
+const float EPS = 1e-6;              // as mpitalk.mpi._EPS: |a.z| below it is clamped to +EPS
+const float T_MIN = 1.0 / 1024.0;    // transmittance below which nothing visible is left
+
+// Index of the highest set bit of a non-zero uint (findMSB needs GLSL 4.00): the exponent of
+// a float holding a 16-bit half is exact.
+int msb(uint x) {
+    uint hi = x >> 16u;
+    uint h = hi != 0u ? hi : (x & 0xFFFFu);
+    int e = int(floatBitsToUint(float(h)) >> 23u) - 127;
+    return hi != 0u ? e + 16 : e;
+}
+
+// Premultiplied colour and alpha of plane `layer` at source pixel uv, bilinear, zero outside
+// the plane. The planes are stored with straight alpha (so the upload needs no pass over the
+// texels) inside a one-texel transparent border (texel (x, y) of the plane is texel
+// (x + 1, y + 1) of the layer): the four taps are premultiplied here, then blended, and a
+// sample whose taps all fall outside the bordered plane is zero without reading anything.
+vec4 tap(ivec2 q, int layer) {
+    vec4 c = texelFetch(u_planes, ivec3(q, layer), 0);
+    return vec4(c.rgb * c.a, c.a);
+}
+
+vec4 plane_sample(vec2 uv, int layer) {
+    vec2 st = uv - 0.5;                          // texel centres at +0.5
+    if (any(lessThan(st, vec2(-1.0))) || any(greaterThanEqual(st, vec2(u_size)))) {
+        return vec4(0.0);
+    }
+    vec2 f = fract(st);
+    ivec2 q = ivec2(floor(st)) + 1;              // into the bordered layer
+    return mix(mix(tap(q, layer), tap(q + ivec2(1, 0), layer), f.x),
+               mix(tap(q + ivec2(0, 1), layer), tap(q + ivec2(1, 1), layer), f.x), f.y);
+}
+
+void main() {
+    vec2 p = gl_FragCoord.xy - u_origin;
+    vec3 a = u_A * vec3(p, 1.0);
+    float az = abs(a.z) < EPS ? EPS : a.z;
+    vec2 w = a.xy / az;
+    vec2 uv_inf = u_Ks * w + u_Ks_c;               // source pixel of the point at infinity
+    vec2 duv = u_Ks * (u_b.z * w - u_b.xy);        // its change per unit disparity
+    float front = sign(az);                         // hit in front of the target: c * front > 0
+
+#ifdef SINGLE_PLANE
+    frag = v_c * front > 0.0 ? plane_sample(uv_inf + v_disp * duv, int(v_layer)) : vec4(0.0);
+#else
+    vec3 rgb = vec3(0.0);
+    float trans = 1.0;                              // transmittance of the planes in front
+    for (int word = MAX_PLANES / 32 - 1; word >= 0; --word) {
+        uint bits = v_mask[word];
+        while (bits != 0u) {
+            int k = msb(bits);
+            bits ^= 1u << uint(k);
+            int i = 32 * word + k;                  // planes front (high index) to back
+            if (u_c[i] * front <= 0.0) continue;    // the hit is behind the target camera
+            vec4 s = plane_sample(uv_inf + u_disp[i] * duv, i);
+            rgb += trans * s.rgb;                   // front-to-back "under" = back-to-front over
+            trans *= 1.0 - s.a;
+            if (trans < T_MIN) { word = -1; break; }
+        }
+    }
+    frag = vec4(rgb, 1.0 - trans);
+#endif
+}

@@ -1,0 +1,224 @@
+"""Interactive MPI sequence viewer: ``python viewers/mpi_viewer.py DIR``.
+
+Thin by design: input -> a camera pose (mpitalk.camera) -> mpitalk.gl.GLRenderer (the same
+shaders the exporter uses) -> shaders/present.frag on screen.
+
+Controls: drag orbits about the head (clamped to +-30 deg yaw, +-20 deg pitch, the angles an MPI
+from one camera supports), scroll zooms, W/S move in/out, A/D left/right, space plays/pauses at
+the sequence's fps, left/right step frames, M cycles mono / side-by-side stereo / red-cyan
+anaglyph, I cycles the IPD (55/63/70 mm), P saves a PNG screenshot of the rendered view (without
+the status line), R resets the view, Esc quits.
+
+``--headless --frames N --screenshot FILE`` renders N frames at the centre view without a window
+(EGL) and saves the last one at the MPI's own resolution and intrinsics: what
+``mpitalk.mpi.render`` gives at the identity pose. Without ``--headless``, ``--frames N`` closes
+the window after N frames (and ``--screenshot`` saves the last one), for tests under Xvfb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mpitalk import UserError, camera, gl, mpi_io
+
+MAX_YAW_DEG, MAX_PITCH_DEG = 30.0, 20.0  # beyond these an MPI's missing sides show
+MAX_MOVE_M = 0.15
+ZOOM_RANGE = (0.5, 3.0)
+IPDS_MM = (63.0, 70.0, 55.0)
+MODES = ("mono", "sbs", "anaglyph")
+
+
+class ViewState:
+    """Where the viewer looks from and what it shows; maps to a pose with camera functions."""
+
+    def __init__(self, seq: mpi_io.MPISequence):
+        self.seq = seq
+        self.pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
+        self.frame = 0
+        self.playing = False
+        self.mode = 0
+        self.ipd_index = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.yaw = self.pitch = 0.0  # degrees
+        self.zoom = 1.0
+        self.move = np.zeros(3, np.float32)  # camera position offset, metres
+
+    def orbit(self, dx_px: float, dy_px: float) -> None:
+        self.yaw = float(np.clip(self.yaw - 0.2 * dx_px, -MAX_YAW_DEG, MAX_YAW_DEG))
+        self.pitch = float(np.clip(self.pitch + 0.2 * dy_px, -MAX_PITCH_DEG, MAX_PITCH_DEG))
+
+    def step_move(self, dx: float, dz: float) -> None:
+        self.move = np.clip(self.move + np.array([dx, 0.0, dz], np.float32), -MAX_MOVE_M,
+                            MAX_MOVE_M)
+
+    def step_zoom(self, clicks: float) -> None:
+        self.zoom = float(np.clip(self.zoom * 1.1 ** clicks, *ZOOM_RANGE))
+
+    @property
+    def ipd_mm(self) -> float:
+        return IPDS_MM[self.ipd_index]
+
+    def views(self) -> list[gl.View]:
+        """(tgt_from_src, K) of each view to draw: one (mono) or two eyes."""
+        K = np.array(self.seq.K, np.float64)
+        K[0, 0] *= self.zoom
+        K[1, 1] *= self.zoom
+        orbit = camera.orbit_pose(np.radians(self.yaw), np.radians(self.pitch), self.pivot)
+        center = camera.translation(-self.move) @ orbit  # the camera moved by +move
+        if MODES[self.mode] == "mono":
+            return [(center, K)]
+        return gl.stereo_views(K, self.ipd_mm / 1000.0, float(self.pivot[2]), center)
+
+
+def save_png(path: str | Path, rgba: np.ndarray) -> None:
+    from PIL import Image
+
+    rgb = np.rint(np.clip(rgba[..., :3], 0.0, 1.0) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+
+
+def run_headless(seq: mpi_io.MPISequence, frames: int, screenshot: str | None) -> None:
+    renderer = gl.GLRenderer(seq.width, seq.height)
+    state = ViewState(seq)
+    image = None
+    for k in range(frames):
+        renderer.set_mpi(seq.raw(k % len(seq)), seq.depths, seq.K)
+        image = renderer.render_views(state.views())
+    if screenshot and image is not None:
+        save_png(screenshot, image)
+
+
+def run_window(seq: mpi_io.MPISequence, frames: int | None, screenshot: str | None,
+               window_backend: str) -> None:
+    import moderngl
+    import moderngl_window as mglw
+    from moderngl_window.text.bitmapped import TextWriter2D
+    from moderngl_window.timers.clock import Timer
+
+    class Viewer(mglw.WindowConfig):
+        gl_version = (3, 3)
+        title = f"mpitalk viewer - {seq.path.name}"
+        clear_color = (0.1, 0.1, 0.1, 1.0)
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.state = ViewState(seq)
+            self.renderer = gl.GLRenderer(seq.width, seq.height, ctx=self.ctx)
+            self.present = gl.program(self.ctx, "fullscreen.vert", "present.frag")
+            self.present_vao = self.ctx.vertex_array(self.present, [])
+            self.text = TextWriter2D()
+            self.loaded = -1
+            self.rendered = 0
+            self.last_image: np.ndarray | None = None
+            self.play_clock = 0.0
+            self.fps = 0.0
+
+        def on_render(self, time_s: float, frame_time: float) -> None:
+            st = self.state
+            if frames is not None:  # scripted run: one sequence frame per drawn frame
+                st.frame = self.rendered % len(seq)
+            elif st.playing:
+                self.play_clock += frame_time
+                steps = int(self.play_clock * seq.fps)
+                self.play_clock -= steps / seq.fps
+                st.frame = (st.frame + steps) % len(seq)
+            if st.frame != self.loaded:
+                self.renderer.set_mpi(seq.raw(st.frame), seq.depths, seq.K)
+                self.loaded = st.frame
+            t0 = time.perf_counter()
+            fbo = self.renderer.draw_views(st.views())
+            # show it, letterboxed to the rendered image's aspect
+            self.wnd.use()
+            win_w, win_h = self.wnd.buffer_size
+            aspect = fbo.width / fbo.height
+            w = min(win_w, int(win_h * aspect))
+            h = int(w / aspect)
+            self.ctx.viewport = ((win_w - w) // 2, (win_h - h) // 2, w, h)
+            fbo.color_attachments[0].use(0)
+            self.present["u_image"].value = 0
+            self.present["u_mode"].value = st.mode
+            self.present_vao.render(moderngl.TRIANGLES, vertices=3)
+            self.ctx.viewport = (0, 0, win_w, win_h)
+            dt = time.perf_counter() - t0
+            self.fps = 0.9 * self.fps + 0.1 / max(dt, 1e-6) if self.fps else 1.0 / max(dt, 1e-6)
+            self.ctx.enable(moderngl.BLEND)
+            self.text.text = (f"frame {st.frame + 1}/{len(seq)} {'play' if st.playing else 'pause'}"
+                              f"  {self.fps:5.1f} fps  {MODES[st.mode]}  ipd {st.ipd_mm:.0f} mm"
+                              f"  yaw {st.yaw:+.0f} pitch {st.pitch:+.0f} zoom {st.zoom:.2f}")
+            self.text.draw((8, win_h - 22), size=14)
+            self.ctx.disable(moderngl.BLEND)
+            self.rendered += 1
+            if frames is not None and self.rendered >= frames:
+                if screenshot:
+                    self.save(screenshot)
+                self.wnd.close()
+
+        def save(self, path: str | Path) -> None:
+            """The rendered view(s) without the status line, at render resolution."""
+            save_png(path, self.renderer.render_views(self.state.views()))
+
+        def on_mouse_drag_event(self, x: int, y: int, dx: int, dy: int) -> None:
+            self.state.orbit(dx, dy)
+
+        def on_mouse_scroll_event(self, x_offset: float, y_offset: float) -> None:
+            self.state.step_zoom(y_offset)
+
+        def on_key_event(self, key, action, modifiers) -> None:
+            keys, st = self.wnd.keys, self.state
+            if action != keys.ACTION_PRESS:
+                return
+            step = 0.01
+            actions = {
+                keys.W: lambda: st.step_move(0.0, step), keys.S: lambda: st.step_move(0.0, -step),
+                keys.A: lambda: st.step_move(-step, 0.0), keys.D: lambda: st.step_move(step, 0.0),
+                keys.SPACE: lambda: setattr(st, "playing", not st.playing),
+                keys.RIGHT: lambda: setattr(st, "frame", (st.frame + 1) % len(seq)),
+                keys.LEFT: lambda: setattr(st, "frame", (st.frame - 1) % len(seq)),
+                keys.M: lambda: setattr(st, "mode", (st.mode + 1) % len(MODES)),
+                keys.I: lambda: setattr(st, "ipd_index", (st.ipd_index + 1) % len(IPDS_MM)),
+                keys.R: st.reset,
+                keys.P: lambda: self.save(f"mpi_viewer_{seq.path.name}_{st.frame:06d}.png"),
+                keys.ESCAPE: self.wnd.close,
+            }
+            if key in actions:
+                actions[key]()
+
+    window_cls = mglw.get_local_window_cls(window_backend)
+    window = window_cls(title=Viewer.title, size=(max(640, seq.width), max(480, seq.height)),
+                        gl_version=Viewer.gl_version, vsync=frames is None, resizable=True)
+    mglw.activate_context(window=window)
+    viewer = Viewer(ctx=window.ctx, wnd=window, timer=Timer())
+    mglw.run_window_config_instance(viewer)
+    window.destroy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("dir", help="MPI sequence folder (mpi.json + frames/)")
+    parser.add_argument("--headless", action="store_true", help="render without a window (EGL)")
+    parser.add_argument("--frames", type=int, help="render this many frames, then stop")
+    parser.add_argument("--screenshot", metavar="FILE", help="save the last frame as PNG")
+    parser.add_argument("--window", default="pyglet", help="moderngl-window backend")
+    args = parser.parse_args(argv)
+    try:
+        seq = mpi_io.load(args.dir)
+        if args.headless:
+            run_headless(seq, args.frames or 1, args.screenshot)
+        else:
+            run_window(seq, args.frames, args.screenshot, args.window)
+    except UserError as exc:
+        print(f"mpi_viewer: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
