@@ -1,0 +1,129 @@
+"""Checkpoints: the model (EMA weights, for generation) and the training state (exact resume).
+
+The only module that imports orbax. A model checkpoint is a folder::
+
+    PATH/mpitalk_checkpoint.json   {"format_version": 1, "config": {...}, "step", "note"}
+    PATH/state/                    orbax StandardCheckpointer: nnx.state(model) (Params only)
+
+``load`` reads the JSON first, refuses an unknown format version with a one-line
+:class:`~mpitalk.UserError`, rebuilds the model's structure with ``nnx.eval_shape`` (no
+initialisation cost) and restores the arrays into it. Nothing is pickled.
+
+Training state (``TrainCheckpoints``) is an orbax ``CheckpointManager`` in ``WORKDIR/checkpoints``
+with two items per step: ``state`` (any pytree of arrays: parameters, optimizer state, EMA, PRNG
+key) and ``meta`` (JSON: step, data position, config), keeping the last K.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+import mpitalk
+from mpitalk import UserError
+
+FORMAT_VERSION = 1
+META_FILE = "mpitalk_checkpoint.json"
+
+
+def default_path() -> Path:
+    """The shipped checkpoint: ``data/checkpoint`` beside the package (a checkout), else an
+    installed ``share/mpitalk/checkpoint``."""
+    here = Path(mpitalk.__file__).resolve().parent
+    for p in (here.parent / "data" / "checkpoint", here / "data" / "checkpoint"):
+        if (p / META_FILE).is_file():
+            return p
+    import sys
+
+    return Path(sys.prefix) / "share" / "mpitalk" / "checkpoint"
+
+
+def save(path: str | Path, config, model: nnx.Module, *, step: int | None = None,
+         note: str = "") -> Path:
+    """Write ``model``'s parameters (pass the EMA model) and ``config`` to the folder ``path``."""
+    path = Path(path).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(path / "state", nnx.state(model, nnx.Param), force=True)
+    ckptr.wait_until_finished()
+    meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "step": step,
+            "note": note}
+    (path / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    return path
+
+
+def read_meta(path: Path) -> dict:
+    """The checkpoint's JSON, checked: a one-line UserError if missing, unreadable or unknown."""
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise UserError(f"{path} is not an mpitalk checkpoint (no {META_FILE}); pass a folder "
+                        "written by mpitalk.checkpoint.save")
+    try:
+        meta = json.loads(meta_path.read_text())
+        version = meta["format_version"]
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"{meta_path} is unreadable ({exc}); re-export the checkpoint") from None
+    if version != FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format version {version!r} is not supported "
+                        f"(this mpitalk reads version {FORMAT_VERSION}); re-export it")
+    return meta
+
+
+def load(path: str | Path | None = None):
+    """``(config, model)`` from a folder written by :func:`save`; None = the shipped default."""
+    from mpitalk.model import Config, MPIModel
+
+    path = default_path() if path is None else Path(path)
+    path = path.resolve()
+    meta = read_meta(path)
+    config = Config.from_dict(meta["config"])
+    abstract = nnx.eval_shape(lambda: MPIModel(config, rngs=nnx.Rngs(0)))
+    graphdef, abstract_state = nnx.split(abstract)
+    ckptr = ocp.StandardCheckpointer()
+    try:
+        state = ckptr.restore(path / "state", abstract_state)
+    except (FileNotFoundError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"{path}: cannot restore the weights ({first})") from None
+    return config, nnx.merge(graphdef, state)
+
+
+class TrainCheckpoints:
+    """Training-state checkpoints in ``directory``: every save is kept until K newer exist."""
+
+    def __init__(self, directory: str | Path, keep: int):
+        self.directory = Path(directory).resolve()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_names=("state", "meta"))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, meta: dict) -> None:
+        """Save a pytree of arrays and a JSON dict at ``step`` (asynchronously; see ``wait``)."""
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict]:
+        """``(step, state, meta)`` of ``step`` (default: the latest), shaped like
+        ``abstract_state`` (arrays or ``jax.ShapeDtypeStruct``s, shardings included)."""
+        step = self.manager.latest_step() if step is None else step
+        if step is None:
+            raise UserError(f"no training checkpoint in {self.directory}")
+        abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        return step, out["state"], out["meta"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

@@ -1,0 +1,185 @@
+"""The MPI diffusion model of IM-Portrait (Li et al., CVPR 2025, arXiv 2504.19165), in Flax NNX.
+
+``F(c_in * x, c_noise, cond) -> MPI``; the denoiser is that MPI rendered into the target camera
+(``mpitalk.diffusion``). The MPI lives either in the target camera (generation, and half of
+training) or in the reference (identity) camera (the other half of training: "random camera
+space", which forces real geometry into the planes).
+
+Conditions (``cond``, a dict of batched arrays; S = ``config.image_size``, images in [0,1]):
+
+===================== ============ ====================================================
+key                   shape        meaning
+===================== ============ ====================================================
+``cond_render``       (B,S,S,4)    rig condition render of the target frame (required)
+``expression``        (B,58)       target 52 ARKit blendshapes + head pose (yaw, pitch,
+                                   roll, tx, ty, tz) (required)
+``prev_frame``        (B,S,S,3)    previous frame, zeros when there is none (required)
+``has_prev``          (B,)         1.0 where ``prev_frame`` is real, else 0.0 (required)
+``identity_cond``     (B,S,S,4)    rig condition render at the identity's expression and
+                                   pose (optional, with ``identity_expression``)
+``identity_expression`` (B,58)     the identity's 52 blendshapes + head pose (optional;
+                                   without it the identity pose is taken as the default
+                                   frontal pose at 0.6 m)
+``camera_space``      (B,)         0.0: MPI in the target camera (default); 1.0: in the
+                                   identity's camera (training's "reference space")
+===================== ============ ====================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mpitalk import camera, diffusion, mpi
+from mpitalk.model.config import PRESETS, Config, base, micro, tiny
+from mpitalk.model.heads import MPIHeads, plane_sweep
+from mpitalk.model.unet import UNet
+
+__all__ = ["Config", "MPIModel", "PRESETS", "base", "build_conditioning", "denoise",
+           "micro", "mpi_geometry", "sample_mpi", "tiny"]
+
+NUM_EXPRESSION = 58  # 52 ARKit blendshapes + 6 pose numbers
+IMAGE_CHANNELS = 3 + 3 + 4 + 4 + 3  # noisy target, identity, identity_cond, cond_render, prev
+VECTOR_DIM = 2 * NUM_EXPRESSION + 6 + 3  # target, identity, relative pose, 3 flags
+
+
+def mpi_geometry(config: Config) -> tuple[jax.Array, np.ndarray]:
+    """(depths (D,) metres back to front, K (3,3)) of the MPIs this model produces."""
+    S = config.image_size
+    depths = mpi.plane_depths(config.near_m, config.far_m, config.num_planes)
+    return depths, camera.intrinsics(config.focal_scale * S, S, S)
+
+
+def _pose_features(pose6: jax.Array) -> jax.Array:
+    """Head poses (...,6) scaled to order one: angles x4, x/y offsets x10, depth about 0.6 m."""
+    scale = jnp.array([4.0, 4.0, 4.0, 10.0, 10.0, 10.0])
+    offset = jnp.array([0.0, 0.0, 0.0, 0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M])
+    return (pose6 - offset) * scale
+
+
+def build_conditioning(config: Config, identity: jax.Array, cond: dict[str, Any],
+                       reference_space: bool | None = None) -> dict[str, jax.Array]:
+    """Everything the network reads besides the noisy image, computed once per batch.
+
+    Returns ``image`` (B,S,S,C) [-1,1]-scaled condition images incl. the identity pre-warped at
+    ``config.sweep_depths_m``, ``vector`` (B,V), ``sweep`` (B,D,S,S,4) the identity's plane
+    sweep (rgb, validity) and ``tgt_from_mpi`` (B,4,4), the pose that renders the MPI to the
+    target camera. ``reference_space`` True/False fixes the camera space of the whole batch
+    statically (training does, so reference-space samples skip the sweep's gather); None reads
+    ``cond["camera_space"]``.
+    """
+    identity = jnp.asarray(identity, jnp.float32)
+    B = identity.shape[0]
+    expression = jnp.asarray(cond["expression"], jnp.float32)
+    has_prev = jnp.asarray(cond["has_prev"], jnp.float32).reshape(B)
+    if "identity_expression" in cond:
+        id_expr = jnp.asarray(cond["identity_expression"], jnp.float32)
+        id_cond = jnp.asarray(cond["identity_cond"], jnp.float32)
+        has_id = jnp.asarray(cond.get("has_identity_info", jnp.ones((B,))), jnp.float32)
+    else:
+        id_expr = jnp.zeros((B, NUM_EXPRESSION)).at[:, 52:].set(camera.default_head_pose())
+        id_cond = jnp.zeros(identity.shape[:3] + (4,))
+        has_id = jnp.zeros((B,))
+    if reference_space is None:
+        space = jnp.asarray(cond.get("camera_space", jnp.zeros((B,))), jnp.float32).reshape(B)
+    else:
+        space = jnp.full((B,), float(reference_space))
+    # where the identity info is absent, its pose is the default one (as at generation)
+    default = jnp.asarray(camera.default_head_pose())
+    ref_pose = jnp.where(has_id[:, None] > 0.5, id_expr[:, 52:], default)
+    tgt_from_ref = camera.head_pose_matrix(expression[:, 52:]) @ camera.invert_pose(
+        camera.head_pose_matrix(ref_pose))
+    eye = jnp.broadcast_to(jnp.eye(4), (B, 4, 4))
+    ref_space = (space > 0.5)[:, None, None]
+    ref_from_mpi = jnp.where(ref_space, eye, camera.invert_pose(tgt_from_ref))
+    tgt_from_mpi = jnp.where(ref_space, tgt_from_ref, eye)
+
+    depths, K = mpi_geometry(config)
+    K = jnp.asarray(K)
+    ident4 = jnp.concatenate([identity, jnp.ones(identity.shape[:3] + (1,))], -1)
+    pre_depths = jnp.asarray(config.sweep_depths_m)
+    if reference_space:  # the MPI camera is the identity's: its sweep is the image itself
+        sweep = jnp.broadcast_to(ident4[:, None], (B, config.num_planes) + ident4.shape[1:])
+        pre = jnp.broadcast_to(identity[:, None], (B, len(pre_depths)) + identity.shape[1:])
+    else:
+        sweep = jax.vmap(plane_sweep, (0, None, None, 0))(ident4, depths, K, ref_from_mpi)
+        pre = jax.vmap(plane_sweep, (0, None, None, 0))(identity, pre_depths, K, ref_from_mpi)
+    pre = jnp.moveaxis(pre, 1, 3).reshape(identity.shape[:3] + (-1,))
+    prev = jnp.asarray(cond["prev_frame"], jnp.float32) * has_prev[:, None, None, None]
+    image = jnp.concatenate([identity, id_cond, jnp.asarray(cond["cond_render"], jnp.float32),
+                             prev, pre], axis=-1) * 2.0 - 1.0
+    rel = _pose_features(expression[:, 52:]) - _pose_features(ref_pose)
+    vector = jnp.concatenate([expression[:, :52], _pose_features(expression[:, 52:]),
+                              id_expr[:, :52] * has_id[:, None],
+                              _pose_features(ref_pose) * has_id[:, None], rel,
+                              jnp.stack([has_prev, has_id, space], -1)], axis=-1)
+    return {"image": image, "vector": vector, "sweep": sweep, "tgt_from_mpi": tgt_from_mpi}
+
+
+class MPIModel(nnx.Module):
+    """F: (c_in * x, c_noise, conditioning) -> rgba (B,D,S,S,4), straight alpha, back to front."""
+
+    def __init__(self, config: Config, *, rngs: nnx.Rngs):
+        self.config = config
+        c_img = IMAGE_CHANNELS + 3 * len(config.sweep_depths_m)
+        self.unet = UNet(c_img, VECTOR_DIM, config.channels, config.blocks_per_level,
+                         config.attention_levels, config.attention_heads, config.emb_dim,
+                         config.stem_factor, rngs=rngs)
+        self.heads = MPIHeads(self.unet.out_channels, config.num_planes, config.blend_init,
+                              config.stem_factor, rngs=rngs)
+
+    def __call__(self, x_scaled: jax.Array, c_noise: jax.Array,
+                 conditioning: dict[str, jax.Array]) -> jax.Array:
+        h = jnp.concatenate([x_scaled, conditioning["image"]], axis=-1)
+        h = self.unet(h, c_noise, conditioning["vector"])
+        return self.heads(h, conditioning["sweep"])
+
+
+def render_to_target(config: Config, rgba: jax.Array, tgt_from_mpi: jax.Array) -> mpi.RenderOut:
+    """Render a batch of MPIs (B,D,S,S,4) into their target cameras (B,4,4)."""
+    depths, K = mpi_geometry(config)
+    return jax.vmap(lambda r, T: mpi.render(r, depths, K, T))(rgba, tgt_from_mpi)
+
+
+def denoise(model: MPIModel, x: jax.Array, sigma: jax.Array,
+            conditioning: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """EDM denoiser through the renderer: x (B,S,S,3) in [-1,1] units + noise, sigma scalar or
+    (B,) -> (x0 (B,S,S,3) in [-1,1], rgba (B,D,S,S,4))."""
+    config = model.config
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
+    scale = diffusion.c_in(sigma, config.sigma_data)[:, None, None, None]
+    rgba = model(scale * x, diffusion.c_noise(sigma), conditioning)
+    rgb = render_to_target(config, rgba, conditioning["tgt_from_mpi"]).rgb
+    return rgb * 2.0 - 1.0, rgba
+
+
+@nnx.jit(static_argnums=(4, 5))
+def _sample(model: MPIModel, identity, cond, key, steps: int, sampler: str):
+    config = model.config
+    conditioning = build_conditioning(config, identity, cond)
+    sigmas = diffusion.karras_sigmas(steps, config.sigma_min, config.sigma_max, config.rho)
+    k_noise, k_sampler = jax.random.split(key)
+    S = config.image_size
+    # one noise image shared by every frame of the batch (temporal stability in generation)
+    x = jax.random.normal(k_noise, (1, S, S, 3)) * sigmas[0]
+    x = jnp.broadcast_to(x, (identity.shape[0], S, S, 3))
+    _, rgba = diffusion.SAMPLERS[sampler](
+        lambda x, s, c: denoise(model, x, s, c), x, sigmas, k_sampler, conditioning)
+    return rgba
+
+
+def sample_mpi(model: MPIModel, config: Config, identity: Any, cond: dict[str, Any],
+               key: jax.Array, steps: int = 8, sampler: str = "heun") -> jax.Array:
+    """Sample MPIs: identity (B,S,S,3) float [0,1], ``cond`` as in the module docstring, a PRNG
+    key (same key -> same output; the initial noise is shared by the batch) -> rgba
+    (B,D,S,S,4), straight alpha, planes back to front at ``mpi_geometry(config)``'s depths, in
+    each frame's target camera (unless ``cond["camera_space"]`` says reference)."""
+    if sampler not in diffusion.SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(diffusion.SAMPLERS)}, got {sampler!r}")
+    del config  # the model carries its config; the argument keeps the documented signature
+    cond = {k: jnp.asarray(v) for k, v in cond.items()}
+    return _sample(model, jnp.asarray(identity, jnp.float32), cond, key, int(steps), sampler)

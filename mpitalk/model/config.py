@@ -1,0 +1,93 @@
+"""Model and training configuration: frozen dataclasses, presets as functions (``tiny``, ``base``).
+
+Every field has a unit or meaning in its comment; a typo in a field name fails (no dict lookups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- images and MPI geometry (docs/dataset.md: K = intrinsics(1.5 S, S, S)) ---
+    image_size: int = 128  # S, pixels per side of the identity, the conditions and the MPI
+    num_planes: int = 16  # D, MPI planes, uniform in disparity, back to front
+    near_m: float = 0.42  # nearest plane depth, metres
+    far_m: float = 1.2  # farthest (opaque) plane depth, metres
+    focal_scale: float = 1.5  # focal length in units of S (focal_px = focal_scale * S)
+    # --- network ---
+    stem_factor: int = 2  # f: the trunk works on f x f pixel blocks (S/f px); heads restore S
+    channels: tuple[int, ...] = (24, 48, 96)  # U-Net channels per level (level i: S/f/2^i px)
+    blocks_per_level: int = 1  # residual blocks per level, encoder and decoder each
+    attention_levels: tuple[int, ...] = ()  # levels (indices into channels) with self-attention;
+    # the bottleneck (S/f/2^(n-1) px, 16x16 for tiny) always has one
+    attention_heads: int = 4  # heads of each self-attention layer
+    emb_dim: int = 128  # width of the noise-level + expression embedding (FiLM source)
+    sweep_depths_m: tuple[float, ...] = (0.6, 1.1)  # identity pre-warped at these depths (metres)
+    # into the MPI camera and fed as input (head centre, backdrop): the coarse "where did it go"
+    blend_init: float = 2.0  # initial logit of the per-plane identity-copy blend (sigmoid -> 0.88)
+    # --- diffusion (EDM) ---
+    sigma_data: float = 0.5  # EDM sigma_data, for images mapped to [-1, 1]
+    p_mean: float = -1.2  # training ln(sigma) mean (EDM log-normal)
+    p_std: float = 1.2  # training ln(sigma) standard deviation
+    sigma_min: float = 0.002  # sampling schedule minimum noise level
+    sigma_max: float = 80.0  # sampling schedule maximum noise level
+    rho: float = 7.0  # Karras schedule exponent
+    # --- training ---
+    batch_size: int = 8  # samples per step (global, over all devices)
+    learning_rate: float = 5e-4  # AdamW peak learning rate
+    warmup_steps: int = 200  # linear learning-rate warm-up, steps
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # global gradient-norm clip
+    ema_decay: float = 0.999  # EMA of the weights (ramped: min(decay, (1+t)/(10+t)))
+    p_reference_space: float = 0.5  # fraction of samples whose MPI is in the reference camera
+    ref_render_scale: int = 2  # reference-space samples are rendered and compared at S/this px
+    p_drop_prev: float = 0.5  # probability the previous-frame condition is dropped (zeros + flag)
+    p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
+    seed: int = 0  # seed of parameters, noise and data order
+    checkpoint_every: int = 500  # steps between training checkpoints
+    keep_checkpoints: int = 3  # training checkpoints kept
+    log_every: int = 25  # steps between metrics.jsonl lines
+    sample_every: int = 1000  # steps between sample grids / loss-curve PNGs
+    sample_steps: int = 8  # sampler steps for the sample grids
+
+    def replace(self, **kw) -> Config:
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kw)
+
+
+def tiny() -> Config:
+    """CPU preset: 128x128, 16 planes, ~1-2 M parameters, < 1 s per step of 8 on 2 cores."""
+    return Config()
+
+
+def base() -> Config:
+    """GPU preset: 256x256, 32 planes, wider U-Net with attention at 32x32 and 16x16."""
+    return Config(image_size=256, num_planes=32, stem_factor=1, channels=(64, 128, 192, 256, 384),
+                  blocks_per_level=2, attention_levels=(3, 4), attention_heads=8, emb_dim=512,
+                  batch_size=32, learning_rate=2e-4, ref_render_scale=1, warmup_steps=2000,
+                  ema_decay=0.9999,
+                  checkpoint_every=2000, sample_every=5000)
+
+
+def micro() -> Config:
+    """Test preset: 32x32, 4 planes, a few thousand parameters' worth of compute."""
+    return Config(image_size=32, num_planes=4, channels=(8, 16), attention_levels=(),
+                  attention_heads=2, emb_dim=32, batch_size=4, warmup_steps=2,
+                  checkpoint_every=2, log_every=1, sample_every=1000, sample_steps=2)
+
+
+PRESETS = {"tiny": tiny, "base": base, "micro": micro}

@@ -1,0 +1,525 @@
+"""Training of the MPI diffusion model (IM-Portrait, arXiv 2504.19165) on monocular clips.
+
+Each step draws random (clip, frame) pairs; a fixed share of every batch puts the MPI in the
+**reference** (identity) camera and renders it into the target camera with
+``tgt_from_ref = cam_from_head(pose_t) @ inv(cam_from_head(pose_ref))``, the rest put it in the
+**target** camera (rendered as is): the paper's random camera space, which forces geometry into
+the planes from monocular frames only. The loss is EDM's weighted L2 between that render and the
+clean frame (``mpitalk.diffusion``). Reference-space renders are taken at 1/``ref_render_scale``
+resolution against a box-filtered target: their job is geometry, and the warp's backward pass
+(a scatter) dominates a CPU step at full resolution.
+
+Everything is a pure function of (seed, step): the batch of step k holds samples k*B .. k*B+B-1,
+each drawn by its own ``np.random.default_rng((seed, n))``, and the noise of step k comes from
+``fold_in(key, k)``; a resumed run therefore repeats an uninterrupted one exactly.
+
+    python -m mpitalk.train --config tiny --data DIR --workdir runs/NAME [--steps N] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from mpitalk import UserError, camera, checkpoint, diffusion, mpi
+from mpitalk.model import PRESETS, Config, MPIModel, build_conditioning, mpi_geometry, sample_mpi
+
+# ------------------------------------------------------------------------------------------
+# data
+
+
+def load_clips(data_dir: str | Path, split: str) -> list[dict[str, np.ndarray]]:
+    """All clips of a split in memory (training keys only: no depth, no extra views)."""
+    from mpitalk import synth
+
+    ds = synth.ClipDataset(data_dir, split, hide_ground_truth=True)
+    if len(ds) == 0:
+        raise UserError(f"{data_dir}: split {split!r} has no clips")
+    return [ds[i] for i in range(len(ds))]
+
+
+def fake_clips(num: int, size: int, frames: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Random clips in the training-key layout of docs/dataset.md (tests and benchmarks)."""
+    rng = np.random.default_rng(seed)
+    K = camera.intrinsics(1.5 * size, size, size)
+
+    def pose(n):
+        p = np.zeros((n, 6), np.float32)
+        p[:, :3] = rng.uniform(-0.2, 0.2, (n, 3))
+        p[:, 3:5] = rng.uniform(-0.02, 0.02, (n, 2))
+        p[:, 5] = rng.uniform(0.55, 0.65, n)
+        return p
+
+    def img(*shape):
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+
+    return [{"identity_rgb": img(size, size, 3), "identity_alpha": img(size, size),
+             "identity_controls": rng.random(52, dtype=np.float32), "identity_pose": pose(1)[0],
+             "identity_cond": img(size, size, 4), "K": K,
+             "controls": rng.random((frames, 52), dtype=np.float32), "pose": pose(frames),
+             "cond": img(frames, size, size, 4), "target_rgb": img(frames, size, size, 3)}
+            for _ in range(num)]
+
+
+def make_sample(clips: list[dict[str, np.ndarray]], config: Config, n: int) -> dict[str, Any]:
+    """Global sample ``n``: a random clip, frame and previous frame, with random drops."""
+    rng = np.random.default_rng((config.seed, n))
+    clip = clips[rng.integers(len(clips))]
+    T = clip["target_rgb"].shape[0]
+    t = int(rng.integers(T))
+    t_prev = int((t + rng.integers(1, T)) % T) if T > 1 else t
+    has_prev = float(rng.random() >= config.p_drop_prev)
+    has_id = float(rng.random() >= config.p_drop_identity_info)
+    pose_t, pose_ref = clip["pose"][t], clip["identity_pose"]
+    tgt_from_ref = camera.head_pose_matrix(pose_t) @ camera.invert_pose(
+        camera.head_pose_matrix(pose_ref))
+    return {
+        "identity": clip["identity_rgb"],
+        "identity_cond": clip["identity_cond"] * np.uint8(has_id),
+        "identity_expression": np.concatenate([clip["identity_controls"], pose_ref]) * has_id,
+        "has_identity_info": np.float32(has_id),
+        "cond_render": clip["cond"][t],
+        "expression": np.concatenate([clip["controls"][t], pose_t]).astype(np.float32),
+        "prev_frame": clip["target_rgb"][t_prev] * np.uint8(has_prev),
+        "has_prev": np.float32(has_prev),
+        "target": clip["target_rgb"][t],
+        "tgt_from_ref": tgt_from_ref.astype(np.float32),
+    }
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([np.asarray(it[k]) for it in items]) for k in items[0]}
+
+
+class _Samples:
+    """A torch map-style dataset over global sample numbers (see :func:`make_sample`)."""
+
+    def __init__(self, clips, config):
+        self.clips, self.config = clips, config
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, n: int) -> dict[str, Any]:
+        return make_sample(self.clips, self.config, int(n))
+
+
+class _From:
+    """Sampler yielding first, first+1, ... (the data position of a resumed run)."""
+
+    def __init__(self, first: int):
+        self.first = first
+
+    def __iter__(self):
+        n = self.first
+        while True:
+            yield n
+            n += 1
+
+
+def batches(clips, config: Config, first_step: int, batch_size: int, num_workers: int = 0,
+            process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """Numpy batches for steps first_step, first_step+1, ...: this process's share of each."""
+    import torch.utils.data as tud
+
+    local = batch_size // process_count
+
+    class _Local(_Samples):
+        def __getitem__(self, i):  # i counts local samples; map to the global sample number
+            step, j = divmod(int(i), local)
+            return make_sample(self.clips, self.config,
+                               step * batch_size + process_index * local + j)
+
+    kw = {"multiprocessing_context": "spawn", "persistent_workers": True} if num_workers else {}
+    loader = tud.DataLoader(_Local(clips, config), batch_size=local,
+                            sampler=_From(first_step * local), num_workers=num_workers,
+                            collate_fn=collate, **kw)
+    yield from loader
+
+
+# ------------------------------------------------------------------------------------------
+# loss and step
+
+
+def num_reference(config: Config, batch_size: int) -> int:
+    """Samples per batch whose MPI is in the reference camera (the last ones of the batch)."""
+    return int(round(batch_size * config.p_reference_space))
+
+
+def _to_cond(b: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    f = jnp.float32
+    return {"cond_render": b["cond_render"].astype(f) / 255.0, "expression": b["expression"],
+            "prev_frame": b["prev_frame"].astype(f) / 255.0, "has_prev": b["has_prev"],
+            "identity_cond": b["identity_cond"].astype(f) / 255.0,
+            "identity_expression": b["identity_expression"],
+            "has_identity_info": b["has_identity_info"]}
+
+
+def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, reference: bool):
+    """Per-sample weighted losses and plain MSEs of one camera space's share of the batch."""
+    config = model.config
+    identity = b["identity"].astype(jnp.float32) / 255.0
+    y01 = b["target"].astype(jnp.float32) / 255.0
+    B = identity.shape[0]
+    cond = build_conditioning(config, identity, _to_cond(b), reference_space=reference)
+    if reference:  # the true relative pose renders it, whatever the model was told
+        cond["tgt_from_mpi"] = b["tgt_from_ref"]
+    k_sigma, k_noise = jax.random.split(key)
+    sigma = diffusion.sample_sigmas(k_sigma, (B,), config.p_mean, config.p_std)
+    y = y01 * 2.0 - 1.0
+    x = y + sigma[:, None, None, None] * jax.random.normal(k_noise, y.shape)
+    scale = diffusion.c_in(sigma, config.sigma_data)[:, None, None, None]
+    rgba = model(scale * x, diffusion.c_noise(sigma), cond)
+    if reference:
+        r = config.ref_render_scale
+        S = config.image_size
+        depths, K = mpi_geometry(config)
+        K_lo = camera.scale_intrinsics(jnp.asarray(K), 1.0 / r)
+        out = jax.vmap(lambda m, T: mpi.render(m, depths, K, T, K_tgt=K_lo, hw=(S // r, S // r)))(
+            rgba, cond["tgt_from_mpi"])
+        y01 = y01.reshape(B, S // r, r, S // r, r, 3).mean((2, 4))
+        mask = jax.lax.stop_gradient(out.alpha)[..., None]
+        err = (out.rgb - mask * y01) * 2.0  # premultiplied render vs the covered target
+    else:
+        rgb, _ = jax.vmap(mpi.composite)(rgba)
+        mask = jnp.ones(y01.shape[:3] + (1,))
+        err = (rgb - y01) * 2.0
+    mse = jnp.sum(mask * err**2, (1, 2, 3)) / (3.0 * jnp.maximum(jnp.sum(mask, (1, 2, 3)), 1.0))
+    return diffusion.loss_weight(sigma, config.sigma_data) * mse, mse
+
+
+def loss_fn(model: MPIModel, batch: dict[str, jax.Array], key: jax.Array):
+    """Mean EDM-weighted loss over the batch; the last ``num_reference`` samples are rendered
+    from the reference camera."""
+    B = batch["target"].shape[0]
+    n_ref = num_reference(model.config, B)
+    k_t, k_r = jax.random.split(key)
+    losses, metrics = [], {}
+    for name, sl, ref, k in (("target", slice(0, B - n_ref), False, k_t),
+                             ("reference", slice(B - n_ref, B), True, k_r)):
+        if sl.stop > sl.start:
+            w, mse = _half_loss(model, {k_: v[sl] for k_, v in batch.items()}, k, ref)
+            losses.append(w)
+            metrics[f"mse_{name}"] = jnp.mean(mse)
+    loss = jnp.mean(jnp.concatenate(losses))
+    return loss, metrics
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """AdamW with linear warm-up to a constant rate, after global-norm clipping."""
+    lr = optax.linear_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1))
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                       optax.adamw(lr, b1=0.9, b2=0.99, weight_decay=config.weight_decay))
+
+
+@nnx.jit
+def train_step(model: MPIModel, optimizer: nnx.Optimizer, ema: nnx.State,
+               batch: dict[str, jax.Array], key: jax.Array, step: jax.Array):
+    """One optimisation step; returns the new EMA parameters and the step's metrics."""
+    (loss, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch, key)
+    optimizer.update(model, grads)
+    decay = jnp.minimum(model.config.ema_decay, (1.0 + step) / (10.0 + step))
+    params = nnx.state(model, nnx.Param)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    return ema, metrics
+
+
+# ------------------------------------------------------------------------------------------
+# devices
+
+
+def maybe_initialize_distributed() -> None:
+    """``jax.distributed.initialize()`` only when a cluster environment says there are hosts."""
+    if any(v in os.environ for v in ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")) or int(
+            os.environ.get("SLURM_NTASKS", "1")) > 1 or int(
+            os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
+        jax.distributed.initialize()
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh over every device of every host, axis ``data``."""
+    return Mesh(np.array(jax.devices()), ("data",))
+
+
+def shard_batch(mesh: Mesh, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's share of a batch -> global arrays split over ``data``."""
+    sharding = NamedSharding(mesh, P("data"))
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def replicate(mesh: Mesh, tree: Any) -> Any:
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+# ------------------------------------------------------------------------------------------
+# the loop
+
+
+class Trainer:
+    """Model, optimizer, EMA and their checkpoints; ``run`` trains from the current step."""
+
+    def __init__(self, config: Config, workdir: str | Path, mesh: Mesh | None = None):
+        self.config = config
+        self.workdir = Path(workdir)
+        self.mesh = mesh if mesh is not None else make_mesh()
+        self.model = MPIModel(config, rngs=nnx.Rngs(config.seed))
+        self.optimizer = nnx.Optimizer(self.model, make_optimizer(config), wrt=nnx.Param)
+        nnx.update(self.model, replicate(self.mesh, nnx.state(self.model)))
+        nnx.update(self.optimizer, replicate(self.mesh, nnx.state(self.optimizer)))
+        self.ema = jax.tree.map(jnp.copy, nnx.state(self.model, nnx.Param))
+        self.key = jax.random.key(config.seed)
+        self.step = 0
+        self.ckpt = TrainCheckpointsLazy(self.workdir / "checkpoints", config.keep_checkpoints)
+
+    def state(self) -> dict[str, Any]:
+        return {"params": nnx.state(self.model, nnx.Param), "opt": nnx.state(self.optimizer),
+                "ema": self.ema, "key": jax.random.key_data(self.key)}
+
+    def save(self) -> None:
+        meta = {"step": self.step, "samples_seen": self.step * self.config.batch_size,
+                "config": self.config.to_dict()}
+        self.ckpt.get().save(self.step, self.state(), meta)
+
+    def restore(self) -> bool:
+        mgr = self.ckpt.get()
+        if mgr.latest_step() is None:
+            return False
+        step, state, meta = mgr.restore(self.state())
+        nnx.update(self.model, state["params"])
+        nnx.update(self.optimizer, state["opt"])
+        self.ema = state["ema"]
+        self.key = jax.random.wrap_key_data(state["key"])
+        self.step = int(meta["step"])
+        return True
+
+    def ema_model(self) -> MPIModel:
+        graphdef, _ = nnx.split(self.model)
+        return nnx.merge(graphdef, self.ema)
+
+
+class TrainCheckpointsLazy:
+    """Opens the orbax manager on first use (tests that never save do not create folders)."""
+
+    def __init__(self, directory: Path, keep: int):
+        self.directory, self.keep, self._mgr = directory, keep, None
+
+    def get(self) -> checkpoint.TrainCheckpoints:
+        if self._mgr is None:
+            self._mgr = checkpoint.TrainCheckpoints(self.directory, self.keep)
+        return self._mgr
+
+    def close(self) -> None:
+        if self._mgr is not None:
+            self._mgr.close()
+
+
+def train_and_evaluate(config: Config, workdir: str | Path, data_dir: str | Path,
+                       steps: int, *, resume: bool = False, num_workers: int = 0,
+                       progress: bool = True, stop_after: int | None = None) -> list[dict]:
+    """Train to ``steps`` total steps (checkpointing, logging, sample grids); returns the
+    metrics lines logged in this call. ``stop_after`` ends this call after that many steps
+    (tests use it to simulate a kill)."""
+    from tqdm import tqdm
+
+    workdir = Path(workdir)
+    maybe_initialize_distributed()
+    trainer = Trainer(config, workdir)
+    if (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir()):
+        if not resume:
+            raise UserError(f"{workdir} already holds checkpoints; pass --resume to continue "
+                            "or choose a new --workdir")
+        trainer.restore()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    clips = load_clips(data_dir, "train")
+    try:
+        val = load_clips(data_dir, "val")
+        val = val[:: max(1, len(val) // 4)][:4]  # spread over identities
+    except UserError:
+        val = clips[:4]
+    preview = preview_batch(val, config)
+    B = config.batch_size
+    if B % jax.device_count():
+        raise UserError(f"--batch {B} must be a multiple of the {jax.device_count()} devices")
+    data = batches(clips, config, trainer.step, B, num_workers, jax.process_index(),
+                   jax.process_count())
+    logged, acc, t_last, n_last = [], {}, time.perf_counter(), trainer.step
+    end = steps if stop_after is None else min(steps, trainer.step + stop_after)
+    bar = tqdm(total=steps, initial=trainer.step, desc="train", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    metrics_path = workdir / "metrics.jsonl"
+    if True:  # arrays carry their shardings; no mesh context is needed
+        while trainer.step < end:
+            batch = shard_batch(trainer.mesh, next(data))
+            key = jax.random.fold_in(trainer.key, trainer.step)
+            trainer.ema, m = train_step(trainer.model, trainer.optimizer, trainer.ema, batch,
+                                        key, jnp.asarray(trainer.step, jnp.float32))
+            trainer.step += 1
+            for k, v in m.items():
+                acc.setdefault(k, []).append(v)
+            bar.update(1)
+            if trainer.step % config.log_every == 0 or trainer.step == end:
+                now = time.perf_counter()
+                line = {k: float(np.mean([float(x) for x in v])) for k, v in acc.items()}
+                line.update(step=trainer.step, steps_per_s=(trainer.step - n_last) / (now - t_last),
+                            time=time.time())
+                t_last, n_last, acc = now, trainer.step, {}
+                logged.append(line)
+                if jax.process_index() == 0:
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(line) + "\n")
+                bar.set_postfix(loss=f"{line['loss']:.3f}")
+            if trainer.step % config.checkpoint_every == 0 or trainer.step == end:
+                trainer.save()
+            if trainer.step % config.sample_every == 0 and jax.process_index() == 0:
+                write_report(workdir, trainer.ema_model(), preview, trainer.step)
+    bar.close()
+    trainer.ckpt.close()
+    return logged
+
+
+# ------------------------------------------------------------------------------------------
+# reports: sample grids and the loss curve
+
+
+def preview_batch(clips: list[dict[str, np.ndarray]], config: Config) -> dict[str, np.ndarray]:
+    """A fixed batch for the sample grids: the middle frame of each clip, all conditions on."""
+    items = []
+    for clip in clips:
+        t = clip["target_rgb"].shape[0] // 2
+        pose_t = clip["pose"][t]
+        items.append({
+            "identity": clip["identity_rgb"] / 255.0, "target": clip["target_rgb"][t] / 255.0,
+            "identity_cond": clip["identity_cond"] / 255.0,
+            "identity_expression": np.concatenate([clip["identity_controls"],
+                                                   clip["identity_pose"]]),
+            "cond_render": clip["cond"][t] / 255.0,
+            "expression": np.concatenate([clip["controls"][t], pose_t]),
+            "prev_frame": np.zeros_like(clip["target_rgb"][t], np.float32), "has_prev": 0.0,
+            # the +10 degree side view: orbit about the head centre, as docs/dataset.md does
+            "side_from_target": camera.orbit_pose(np.radians(10.0), 0.0, pose_t[3:6])})
+    return {k: np.asarray(v, np.float32) for k, v in collate(items).items()}
+
+
+def preview_images(model: MPIModel, preview: dict[str, np.ndarray], steps: int,
+                   key: jax.Array | None = None) -> dict[str, np.ndarray]:
+    """Sample the preview batch: target-view render, alpha-weighted depth, +10 degree view."""
+    config = model.config
+    cond = {k: preview[k] for k in ("identity_cond", "identity_expression", "cond_render",
+                                    "expression", "prev_frame", "has_prev")}
+    key = jax.random.key(config.seed + 1) if key is None else key
+    rgba = sample_mpi(model, config, preview["identity"], cond, key, steps=steps)
+    depths, K = mpi_geometry(config)
+    render = jax.vmap(lambda m: mpi.composite(m)[0])(rgba)
+    depth = jax.vmap(lambda m: mpi.alpha_weighted_depth(m, depths))(rgba)
+    side = jax.vmap(lambda m, T: mpi.render(m, depths, K, T).rgb)(rgba,
+                                                                    preview["side_from_target"])
+    return {"rgba": np.asarray(rgba), "render": np.asarray(render), "depth": np.asarray(depth),
+            "side": np.asarray(side)}
+
+
+def write_report(workdir: Path, model: MPIModel, preview: dict[str, np.ndarray], step: int
+                 ) -> None:
+    """``samples_STEP.png`` (rows: identity, target, render, depth, +10 deg view) and
+    ``loss_curve.png`` from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    out = preview_images(model, preview, model.config.sample_steps)
+    c = model.config
+    d = (out["depth"] - c.near_m) / (c.far_m - c.near_m)
+    depth_rgb = np.repeat(np.clip(1.0 - d, 0, 1)[..., None], 3, -1)
+    rows = [preview["identity"], preview["target"], out["render"], depth_rgb, out["side"]]
+    grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    Image.fromarray((np.clip(grid, 0, 1) * 255).astype(np.uint8)).save(
+        workdir / f"samples_{step:07d}.png")
+    lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines() if x]
+    if lines:
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+        st = [x["step"] for x in lines]
+        ax[0].semilogy(st, [x["loss"] for x in lines])
+        ax[0].set(xlabel="step", ylabel="EDM-weighted loss", title="loss")
+        for k in ("mse_target", "mse_reference"):
+            if k in lines[0]:
+                ax[1].semilogy(st, [x[k] for x in lines], label=k)
+        ax[1].set(xlabel="step", ylabel="MSE ([-1,1] units)", title="unweighted render MSE")
+        ax[1].legend()
+        fig.tight_layout()
+        fig.savefig(workdir / "loss_curve.png", dpi=80)
+        plt.close(fig)
+
+
+def export(workdir: str | Path, out: str | Path, note: str = "") -> Path:
+    """Copy the latest training checkpoint's EMA weights into a model checkpoint at ``out``."""
+    workdir = Path(workdir)
+    config = Config.from_dict(json.loads((workdir / "config.json").read_text()))
+    trainer = Trainer(config, workdir)
+    if not trainer.restore():
+        raise UserError(f"no training checkpoint in {workdir / 'checkpoints'}")
+    trainer.ckpt.close()
+    ema = jax.device_get(trainer.ema_model())
+    return checkpoint.save(out, config, ema, step=trainer.step,
+                           note=note or f"EMA weights of {workdir} at step {trainer.step}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mpitalk.train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", choices=sorted(PRESETS), default="tiny", help="config preset")
+    p.add_argument("--data", type=Path, help="dataset folder (python -m mpitalk.synth --out)")
+    p.add_argument("--workdir", type=Path, required=True, help="run folder")
+    p.add_argument("--steps", type=int, default=100_000, help="total training steps")
+    p.add_argument("--batch", type=int, default=None, help="global batch (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: preset's)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--export", type=Path, default=None, metavar="DIR",
+                   help="instead of training: write the run's latest EMA weights to DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    try:
+        if a.export is not None:
+            out = export(a.workdir, a.export)
+            print(f"wrote {out}")
+            return 0
+        if a.data is None:
+            raise UserError("--data is required for training")
+        config = PRESETS[a.config]()
+        if a.resume and (a.workdir / "config.json").is_file():
+            config = Config.from_dict(json.loads((a.workdir / "config.json").read_text()))
+        over = {"batch_size": a.batch, "learning_rate": a.lr,
+                "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every}
+        config = config.replace(**{k: v for k, v in over.items() if v is not None})
+        train_and_evaluate(config, a.workdir, a.data, a.steps, resume=a.resume,
+                           num_workers=a.workers, progress=not a.quiet)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
