@@ -5,7 +5,19 @@ OpenCV camera axes, pixel centres at +0.5, straight alpha, planes back to front,
 are documented in README.md and hold in every module.
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def data_dir() -> Path:
+    """The shipped assets (default identity, track, demo checkpoint): ``mpitalk/data`` inside an
+    installed wheel, ``data/`` at the root of a checkout (editable install)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "data", here.parent / "data"):
+        if (candidate / "checkpoint").is_dir():
+            return candidate
+    return here.parent / "data"
 
 
 class UserError(Exception):

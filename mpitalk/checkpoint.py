@@ -32,15 +32,9 @@ META_FILE = "mpitalk_checkpoint.json"
 
 
 def default_path() -> Path:
-    """The shipped checkpoint: ``data/checkpoint`` beside the package (a checkout), else an
-    installed ``share/mpitalk/checkpoint``."""
-    here = Path(mpitalk.__file__).resolve().parent
-    for p in (here.parent / "data" / "checkpoint", here / "data" / "checkpoint"):
-        if (p / META_FILE).is_file():
-            return p
-    import sys
-
-    return Path(sys.prefix) / "share" / "mpitalk" / "checkpoint"
+    """The shipped checkpoint: ``checkpoint/`` in :func:`mpitalk.data_dir` (``data/`` in a
+    checkout, ``mpitalk/data`` in an installed wheel)."""
+    return mpitalk.data_dir() / "checkpoint"
 
 
 def save(path: str | Path, config, model: nnx.Module, *, step: int | None = None,

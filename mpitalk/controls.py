@@ -497,6 +497,17 @@ MAIN_CHANNELS = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "
                  "mouthFunnel", "mouthPucker", "browInnerUp")
 
 
+def driving_track(track: Track) -> Track:
+    """A track read from a driving video, made to drive an avatar: head rotations relative to the
+    clip's median pose and the head centre at the default position (0, 0, 0.6) m. The video's
+    own framing (its camera angle, MediaPipe's depth estimate) is not the avatar's; its motion is.
+    """
+    pose = np.array(track.pose, dtype=np.float32, copy=True)
+    pose[:, :3] -= np.median(pose[:, :3], axis=0)
+    pose[:, 3:] = camera.default_head_pose()[3:]
+    return Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
+
+
 def format_info(track: Track, title: str = "") -> str:
     """A plain-text summary table of a track: length, rate, pose ranges, the busiest channels."""
     lines = [f"{title}: {len(track)} frames at {track.fps:.3f} fps ({track.duration:.2f} s)"]

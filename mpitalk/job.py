@@ -4,7 +4,7 @@ A job turns (identity image, expression track or driving video, checkpoint) into
 
     OUT/mpi/                 the MPI sequence (mpi_io format)
     OUT/mpitalk_LR.mp4       stereo side-by-side video (or _TB for top-bottom), with stereo metadata
-    OUT/novel_<path>.mp4     a mono novel-view camera-path video (unless --novel-view none)
+    OUT/mpitalk_<path>.mp4   a mono novel-view camera-path video, e.g. mpitalk_orbit.mp4
     OUT/preview.png          contact sheet: identity, frames, depth, views at -10/+10 degrees
     OUT/report.json          inputs, settings, per-stage timings, frame count, outputs
 
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mpitalk import UserError, __version__
+from mpitalk import UserError, __version__, data_dir
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
 DEFAULT_TRACK = DATA_DIR / "default_track.csv"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -84,6 +84,16 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--layout must be one of {LAYOUTS}, got {o.layout!r}")
     if o.novel_view not in NOVEL_VIEWS:
         raise UserError(f"--novel-view must be one of {NOVEL_VIEWS}, got {o.novel_view!r}")
+    if o.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
+    if o.convergence_m is not None and not o.convergence_m > 0:
+        raise UserError(f"--convergence-m must be positive (or inf), got {o.convergence_m}")
+    if o.eye_size is not None and o.eye_size < 2:
+        raise UserError(f"--eye-size must be at least 2 pixels, got {o.eye_size}")
+    if not o.ipd_mm > 0:
+        raise UserError(f"--ipd-mm must be positive, got {o.ipd_mm}")
+    if not 0 <= o.crf <= 51:
+        raise UserError(f"--crf must be in 0..51, got {o.crf}")
     if o.steps < 1:
         raise UserError(f"--steps must be at least 1, got {o.steps}")
     if o.frames is not None and o.frames < 1:
@@ -108,7 +118,8 @@ def load_track(o: JobOptions):
     if path.suffix.lower() in VIDEO_SUFFIXES:
         from mpitalk import face
 
-        track = face.extract_track(str(path), progress=not o.quiet)
+        # a driving video's own framing is not the avatar's: keep its motion, not its camera
+        track = controls.driving_track(face.extract_track(str(path), progress=not o.quiet))
     else:
         track = controls.load(str(path))
     if o.fps is not None and abs(o.fps - track.fps) > 1e-6:
@@ -198,8 +209,6 @@ def run_job(o: JobOptions) -> dict:
             seq = mpi_io.load(mpi_dir)
         t0 = time.perf_counter()
         eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else 512)
-        if eye_size is not None and eye_size < 2:
-            raise UserError(f"--eye-size must be at least 2 pixels, got {eye_size}")
         outputs = video.export_mpi_sequence(
             mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
             convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,

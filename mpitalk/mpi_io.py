@@ -97,9 +97,13 @@ def save(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], dep
             "dtype": dtype,
         }
         (tmp / "mpi.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
+        old = None
+        if path.exists():  # move the old sequence aside first: never a moment with neither
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
         tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

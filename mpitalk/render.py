@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--crf", type=int, default=d.crf,
                    help="H.264 constant rate factor (lower = better)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an unexpected error")
     return p
 
 
@@ -140,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mpitalk.render: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not a user error: say so in one line unless --debug
+        if args.debug:
+            raise
+        print(f"mpitalk.render: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return 2
     if not args.quiet:
         t = report["timings_s"]
         print(f"wrote {args.out}/: {', '.join(report['outputs'])} "

