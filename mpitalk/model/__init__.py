@@ -142,7 +142,10 @@ class MPIModel(nnx.Module):
 def render_to_target(config: Config, rgba: jax.Array, tgt_from_mpi: jax.Array) -> mpi.RenderOut:
     """Render a batch of MPIs (B,D,S,S,4) into their target cameras (B,4,4)."""
     depths, K = mpi_geometry(config)
-    return jax.vmap(lambda r, T: mpi.render(r, depths, K, T))(rgba, tgt_from_mpi)
+    # lax.map, not vmap: under vmap mpi.render's lax.cond turns into a select and both the
+    # shift fast path and the general gather run for every sample; mapped, each sample takes
+    # only its own path (the identity pose of generation and target-space training: the fast one)
+    return jax.lax.map(lambda a: mpi.render(a[0], depths, K, a[1]), (rgba, tgt_from_mpi))
 
 
 def denoise(model: MPIModel, x: jax.Array, sigma: jax.Array,
