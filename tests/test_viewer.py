@@ -35,7 +35,7 @@ def xvfb_display():
     """A private X server; -displayfd picks a free display number (parallel runs don't clash)."""
     exe = shutil.which("Xvfb")
     if exe is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+        pytest.fail("Xvfb is not installed; run scripts/setup_system.sh")
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "800x600x24",
                              "-nolisten", "tcp"], pass_fds=(write_fd,),
