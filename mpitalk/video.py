@@ -316,14 +316,15 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     outputs: dict[str, Path] = {}
     suffix = LAYOUTS[layout][0] if suffix is None else suffix
     stereo_path = out_dir / f"{name}{suffix}.mp4"
-    writers = [VideoWriter(stereo_path, frame_w, frame_h, seq.fps, crf=crf, stereo=layout,
-                           audio=audio, num_frames=T)]
+    writers: list[VideoWriter] = []
     poses = None
-    if novel_view is not None:
-        poses = camera.CAMERA_PATHS[novel_view](T)
-        writers.append(VideoWriter(out_dir / f"{name}_{novel_view}.mp4", eye_w, eye_h, seq.fps,
-                                   crf=crf, audio=audio, num_frames=T))
-    try:
+    try:  # writers are opened inside: if the second fails, the first is aborted too
+        writers.append(VideoWriter(stereo_path, frame_w, frame_h, seq.fps, crf=crf,
+                                   stereo=layout, audio=audio, num_frames=T))
+        if novel_view is not None:
+            poses = camera.CAMERA_PATHS[novel_view](T)
+            writers.append(VideoWriter(out_dir / f"{name}_{novel_view}.mp4", eye_w, eye_h,
+                                       seq.fps, crf=crf, audio=audio, num_frames=T))
         for t in tqdm(range(T), desc=f"rendering {name}", unit="frame", disable=not progress):
             frame = seq.raw(t)
             renderer.set_mpi(frame, seq.depths, seq.K)

@@ -18,6 +18,7 @@ the window after N frames (and ``--screenshot`` saves the last one), for tests u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -98,9 +99,14 @@ def run_headless(seq: mpi_io.MPISequence, frames: int, screenshot: str | None) -
 def run_window(seq: mpi_io.MPISequence, frames: int | None, screenshot: str | None,
                window_backend: str) -> None:
     import moderngl
-    import moderngl_window as mglw
-    from moderngl_window.text.bitmapped import TextWriter2D
-    from moderngl_window.timers.clock import Timer
+
+    try:
+        import moderngl_window as mglw
+        from moderngl_window.text.bitmapped import TextWriter2D
+        from moderngl_window.timers.clock import Timer
+    except ImportError as exc:
+        raise UserError(f"the viewer needs moderngl-window ({exc}); pip install "
+                        "'mpitalk[viewer]', or use --headless") from None
 
     class Viewer(mglw.WindowConfig):
         gl_version = (3, 3)
@@ -213,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.headless:
             run_headless(seq, args.frames or 1, args.screenshot)
         else:
+            if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                         or os.environ.get("WAYLAND_DISPLAY")):
+                raise UserError("no display to open a window on; use --headless, or run "
+                                "under xvfb-run")
             run_window(seq, args.frames, args.screenshot, args.window)
     except UserError as exc:
         print(f"mpi_viewer: error: {exc}", file=sys.stderr)
