@@ -174,3 +174,28 @@ def test_pack_stereo_layouts():
     assert sbs.shape == (4, 12, 3) and sbs[0, 0, 0] == 10 and sbs[0, -1, 0] == 200
     tb = video.pack_stereo(left, right, "tb", half=True)
     assert tb.shape == (4, 6, 3) and tb[0, 0, 0] == 10 and tb[-1, 0, 0] == 200
+
+
+def test_each_eye_of_the_video_is_that_eye_rendered_upright(plane_mpi, tmp_path):
+    """The packed frame's left half is the left eye and the right half the right eye, each the
+    reference renderer's image for that eye (not flipped, not swapped), up to H.264 loss."""
+    from mpitalk import gl, mpi
+
+    seq = mpi_io.load(plane_mpi)
+    rgba = seq[0]
+    rgba[1, 24:48, 56:112, :3] = 0.0  # make the picture top-bottom asymmetric: a flip would show
+    asym = tmp_path / "asym"
+    mpi_io.save(asym, [rgba] * FRAMES, seq.depths, seq.K, FPS)
+    out = video.export_mpi_sequence(asym, tmp_path, convergence_m=0.8, ipd_mm=IPD_M * 1e3,
+                                    novel_view="none", crf=10, progress=False)
+    frame = decode(out["stereo"])[0].astype(np.float64) / 255.0
+    rgba = mpi_io.load(asym)[0]
+    for half, (pose, K_eye) in zip((frame[:, :W], frame[:, W:]),
+                                   gl.stereo_views(seq.K, IPD_M, 0.8), strict=True):
+        ref = np.asarray(mpi.render(rgba, seq.depths, seq.K, pose.astype(np.float32),
+                                    K_tgt=K_eye.astype(np.float32)).rgb)
+        inner = (slice(8, H - 8), slice(16, W - 16))
+        # compare brightness: yuv420p keeps luma at full resolution but halves chroma
+        got, want = half[inner].mean(-1), ref[inner].mean(-1)
+        assert np.abs(got - want).mean() < 3 / 255
+        assert np.abs(got[::-1] - want).mean() > 20 / 255  # a flip would be caught
