@@ -221,7 +221,8 @@ def loss_fn(model: MPIModel, batch: dict[str, jax.Array], key: jax.Array):
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
     """AdamW with linear warm-up to a constant rate, after global-norm clipping."""
-    lr = optax.linear_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1))
+    warmup = max(config.warmup_steps, 1)
+    lr = optax.linear_schedule(config.learning_rate / warmup, config.learning_rate, warmup)
     return optax.chain(optax.clip_by_global_norm(config.grad_clip),
                        optax.adamw(lr, b1=0.9, b2=0.99, weight_decay=config.weight_decay))
 
@@ -235,7 +236,7 @@ def train_step(model: MPIModel, optimizer: nnx.Optimizer, ema: nnx.State,
     decay = jnp.minimum(model.config.ema_decay, (1.0 + step) / (10.0 + step))
     params = nnx.state(model, nnx.Param)
     ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
     return ema, metrics
 
 

@@ -20,6 +20,8 @@ key                   shape        meaning
 ``identity_expression`` (B,58)     the identity's 52 blendshapes + head pose (optional;
                                    without it the identity pose is taken as the default
                                    frontal pose at 0.6 m)
+``has_identity_info`` (B,)         optional with the two above: 0.0 marks them absent
+                                   per sample (training drops them at random), default 1
 ``camera_space``      (B,)         0.0: MPI in the target camera (default); 1.0: in the
                                    identity's camera (training's "reference space")
 ===================== ============ ====================================================

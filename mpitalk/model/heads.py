@@ -64,9 +64,9 @@ class MPIHeads(nnx.Module):
         zeros = nnx.initializers.zeros
         # zero kernels: the first MPI is exactly the uniform-weight, identity-copying one
         self.geometry = nnx.Linear(c, (D - 1) * f2, kernel_init=zeros, rngs=rngs)
-        self.geometry.bias.value = jnp.tile(jnp.asarray(uniform_alpha_logits(D)), f2)
+        self.geometry.bias[...] = jnp.tile(jnp.asarray(uniform_alpha_logits(D)), f2)
         self.blend = nnx.Linear(c, D * f2, kernel_init=zeros, rngs=rngs)
-        self.blend.bias.value = jnp.full((D * f2,), blend_init, jnp.float32)
+        self.blend.bias[...] = jnp.full((D * f2,), blend_init, jnp.float32)
         self.color = nnx.Linear(c, 3 * f2, kernel_init=zeros, rngs=rngs)
 
     def __call__(self, h: jax.Array, sweep: jax.Array) -> jax.Array:

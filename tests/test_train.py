@@ -1,0 +1,99 @@
+"""Training: one step of a reduced config, sharded == single-device, exact resume, export."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mpitalk import checkpoint, train
+from mpitalk import model as M
+
+CFG = M.micro()
+
+
+def write_fake_dataset(root, clips_per_split=2, size=32, frames=4):
+    """A dataset folder in the docs/dataset.md layout (training keys only), random content."""
+    splits = {}
+    for i, split in enumerate(("train", "val")):
+        names = []
+        for c, clip in enumerate(train.fake_clips(clips_per_split, size, frames, seed=i)):
+            name = f"{split}/clip-{i:04d}-{c:02d}.npz"
+            (root / split).mkdir(parents=True, exist_ok=True)
+            np.savez(root / name, **clip)
+            names.append(name)
+        splits[split] = names
+    (root / "manifest.json").write_text(json.dumps({"version": 1, "size": size,
+                                                    "splits": splits}))
+    return root
+
+
+def test_samples_are_a_pure_function_of_their_number():
+    clips = train.fake_clips(3, 32, 4)
+    a, b = train.make_sample(clips, CFG, 17), train.make_sample(clips, CFG, 17)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    batch = next(train.batches(clips, CFG, 5, 4))
+    np.testing.assert_array_equal(batch["target"][1], train.make_sample(clips, CFG, 21)["target"])
+
+
+def test_one_training_step_changes_parameters_and_is_finite():
+    trainer = train.Trainer(CFG, "/nonexistent")
+    before = jax.tree.map(np.array, trainer.ema)
+    batch = train.shard_batch(trainer.mesh, next(train.batches(train.fake_clips(2, 32, 4), CFG,
+                                                               0, 4)))
+    ema, m = train.train_step(trainer.model, trainer.optimizer, trainer.ema, batch,
+                              jax.random.key(0), jnp.asarray(0.0))
+    assert np.isfinite(float(m["loss"])) and float(m["loss"]) > 0
+    assert {"mse_target", "mse_reference", "grad_norm"} <= set(m)
+    changed = [not np.allclose(x, y) for x, y in zip(jax.tree.leaves(before),
+                                                    jax.tree.leaves(ema), strict=True)]
+    assert any(changed)
+
+
+SHARDED = textwrap.dedent("""
+    import json, jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh
+    from mpitalk import model as M, train
+    assert jax.device_count() == 4
+    cfg = M.micro()
+    batch = next(train.batches(train.fake_clips(2, 32, 4), cfg, 0, 4))
+    out = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        t = train.Trainer(cfg, "/nonexistent", mesh=Mesh(np.array(devices), ("data",)))
+        ema, m = train.train_step(t.model, t.optimizer, t.ema, train.shard_batch(t.mesh, batch),
+                                  jax.random.key(0), jnp.asarray(0.0))
+        out.append([float(m["loss"])] + [float(jnp.sum(x)) for x in jax.tree.leaves(ema)])
+    print(json.dumps(out))
+""")
+
+
+def test_sharded_step_equals_single_device_step():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    r = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    one, four = json.loads(r.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(four, one, rtol=2e-4, atol=1e-5)
+
+
+def test_resume_reproduces_uninterrupted_losses_and_export(tmp_path):
+    data = write_fake_dataset(tmp_path / "data")
+    full = train.train_and_evaluate(CFG, tmp_path / "a", data, 4, progress=False)
+    part = train.train_and_evaluate(CFG, tmp_path / "b", data, 4, progress=False, stop_after=2)
+    with pytest.raises(Exception, match="--resume"):
+        train.train_and_evaluate(CFG, tmp_path / "b", data, 4, progress=False)
+    rest = train.train_and_evaluate(CFG, tmp_path / "b", data, 4, progress=False, resume=True)
+    assert [x["step"] for x in part + rest] == [1, 2, 3, 4]
+    np.testing.assert_allclose([x["loss"] for x in part + rest], [x["loss"] for x in full],
+                               rtol=1e-5)
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    out = train.export(tmp_path / "b", tmp_path / "exported")
+    config, model = checkpoint.load(out)
+    assert config == CFG
+    assert json.loads((out / checkpoint.META_FILE).read_text())["step"] == 4
