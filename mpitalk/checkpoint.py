@@ -17,6 +17,9 @@ key) and ``meta`` (JSON: step, data position, config), keeping the last K.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +42,30 @@ def default_path() -> Path:
 
 def save(path: str | Path, config, model: nnx.Module, *, step: int | None = None,
          note: str = "") -> Path:
-    """Write ``model``'s parameters (pass the EMA model) and ``config`` to the folder ``path``."""
+    """Write ``model``'s parameters (pass the EMA model) and ``config`` to the folder ``path``.
+
+    Written into a temporary sibling folder and swapped in when complete, so an interrupted
+    save (or export over the shipped checkpoint) never leaves a broken checkpoint behind."""
     path = Path(path).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(path / "state", nnx.state(model, nnx.Param), force=True)
-    ckptr.wait_until_finished()
-    meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "step": step,
-            "note": note}
-    (path / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        ckptr = ocp.StandardCheckpointer()
+        ckptr.save(tmp / "state", nnx.state(model, nnx.Param), force=True)
+        ckptr.wait_until_finished()
+        meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "step": step,
+                "note": note}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
 
 
