@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=3, help="frames per clip")
     p.add_argument("--clips", type=int, default=8, help="clips (spread over identities)")
     p.add_argument("--steps", type=int, default=8, help="sampler steps")
+    p.add_argument("--sampler", default="heun", choices=("heun", "euler"))
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     a = p.parse_args(argv)
     if a.workdir is not None:
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
                     [clip["identity_controls"], clip["identity_pose"]]), (n, 58))}
         ident = np.broadcast_to(clip["identity_rgb"] / 255.0, (n,) + clip["identity_rgb"].shape)
         rgba = np.asarray(sample_mpi(model, config, ident.astype(np.float32), cond,
-                                     jax.random.key(0), steps=a.steps))
+                                     jax.random.key(0), steps=a.steps, sampler=a.sampler))
         ref_pose = camera.head_pose_matrix(clip["identity_pose"])
         flat = np.concatenate([clip["identity_rgb"] / 255.0,
                                np.ones(clip["identity_rgb"].shape[:2] + (1,))], -1)[None]
