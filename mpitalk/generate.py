@@ -121,7 +121,7 @@ def frame_conditions(track: controls.Track, size: int, K: np.ndarray,
 
 
 def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *, seed: int = 0,
-                  steps: int = 8, sampler: str = "heun", batch_size: int = 4,
+                  steps: int = 8, sampler: str = "euler", batch_size: int = 4,
                   progress: bool = False, timings: Timings | None = None,
                   identity_info: dict[str, np.ndarray] | None = None
                   ) -> Iterator[np.ndarray]:

@@ -50,7 +50,7 @@ class JobOptions:
     frames: int | None = None  # number of frames to generate (overrides duration)
     seed: int = 0  # noise seed (one seed shared by every frame)
     steps: int = 8  # sampler steps
-    sampler: str = "heun"  # heun (2nd order) or euler
+    sampler: str = "euler"  # euler or heun (2nd order); euler measured better (README)
     checkpoint: str | None = None  # model checkpoint folder (default: data/checkpoint)
     expression_scale: float = 1.0  # multiplies the 52 blendshapes
     pose_scale: float = 1.0  # multiplies head rotation and offset
