@@ -17,9 +17,7 @@ key) and ``meta`` (JSON: step, data position, config), keeping the last K.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from flax import nnx
 
 import mpitalk
 from mpitalk import UserError
+from mpitalk.atomic import replace_dir, temp_dir_beside
 
 FORMAT_VERSION = 1
 META_FILE = "mpitalk_checkpoint.json"
@@ -47,8 +46,7 @@ def save(path: str | Path, config, model: nnx.Module, *, step: int | None = None
     Written into a temporary sibling folder and swapped in when complete, so an interrupted
     save (or export over the shipped checkpoint) never leaves a broken checkpoint behind."""
     path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = temp_dir_beside(path)
     try:
         ckptr = ocp.StandardCheckpointer()
         ckptr.save(tmp / "state", nnx.state(model, nnx.Param), force=True)
@@ -56,13 +54,7 @@ def save(path: str | Path, config, model: nnx.Module, *, step: int | None = None
         meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "step": step,
                 "note": note}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
+from mpitalk.atomic import replace_dir, temp_dir_beside
 
 DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
@@ -173,17 +173,6 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
     Image.fromarray(np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)).save(path)
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temporary folder to its final name, replacing an older result."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-    tmp.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def run_job(o: JobOptions) -> dict:
     """Run one job; return its report. Raises UserError for anything the user can fix."""
     from mpitalk import mpi_io, video
@@ -191,8 +180,7 @@ def run_job(o: JobOptions) -> dict:
     _check_options(o)
     final = Path(o.out)
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        tmp = temp_dir_beside(final)
     except OSError as exc:
         raise UserError(f"{final}: cannot write the output folder ({exc.strerror}); choose "
                         "another --out") from exc
@@ -227,7 +215,7 @@ def run_job(o: JobOptions) -> dict:
                         "cpu_count": os.cpu_count()},
         })
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError
+from mpitalk.atomic import replace_dir, temp_dir_beside
 
 FORMAT = "mpitalk-mpi"
 VERSION = 1
@@ -60,8 +60,7 @@ def save(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], dep
     depths = np.asarray(depths, dtype=np.float64).reshape(-1)
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        tmp = temp_dir_beside(path)
     except OSError as exc:
         raise UserError(f"{path}: cannot write here ({exc.strerror}); choose another output "
                         "folder") from exc
@@ -97,13 +96,7 @@ def save(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], dep
             "dtype": dtype,
         }
         (tmp / "mpi.json").write_text(json.dumps(meta, indent=1) + "\n")
-        old = None
-        if path.exists():  # move the old sequence aside first: never a moment with neither
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
