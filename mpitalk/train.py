@@ -14,6 +14,10 @@ each drawn by its own ``np.random.default_rng((seed, n))``, and the noise of ste
 ``fold_in(key, k)``; a resumed run therefore repeats an uninterrupted one exactly.
 
     python -m mpitalk.train --config tiny --data DIR --workdir runs/NAME [--steps N] [--resume]
+    python -m mpitalk.train --init-from data/checkpoint --data DIR --workdir runs/NAME  # fine-tune
+
+``--init-from`` starts a new run from a saved model's weights (model and EMA both; a fresh
+optimizer, step 0) and takes that model's config, with the command line's overrides on top.
 """
 
 from __future__ import annotations
@@ -175,10 +179,16 @@ def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, referen
     identity = b["identity"].astype(jnp.float32) / 255.0
     y01 = b["target"].astype(jnp.float32) / 255.0
     B = identity.shape[0]
-    cond = build_conditioning(config, identity, _to_cond(b), reference_space=reference)
+    k_sigma, k_noise, k_prev = jax.random.split(key, 3)
+    cond = _to_cond(b)
+    if config.prev_noise > 0:  # generation feeds back its own imperfect frames: be robust to it
+        k_amount, k_pixels = jax.random.split(k_prev)
+        amount = config.prev_noise * jax.random.uniform(k_amount, (B, 1, 1, 1))
+        noisy = cond["prev_frame"] + amount * jax.random.normal(k_pixels, y01.shape)
+        cond["prev_frame"] = jnp.clip(noisy, 0.0, 1.0)
+    cond = build_conditioning(config, identity, cond, reference_space=reference)
     if reference:  # the true relative pose renders it, whatever the model was told
         cond["tgt_from_mpi"] = b["tgt_from_ref"]
-    k_sigma, k_noise = jax.random.split(key)
     sigma = diffusion.sample_sigmas(k_sigma, (B,), config.p_mean, config.p_std)
     y = y01 * 2.0 - 1.0
     x = y + sigma[:, None, None, None] * jax.random.normal(k_noise, y.shape)
@@ -219,10 +229,21 @@ def loss_fn(model: MPIModel, batch: dict[str, jax.Array], key: jax.Array):
     return loss, metrics
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """AdamW with linear warm-up to a constant rate, after global-norm clipping."""
+def lr_schedule(config: Config) -> optax.Schedule:
+    """Linear warm-up to the peak rate, then constant (``decay_steps`` 0) or a cosine down to
+    ``final_lr_fraction`` of the peak at ``decay_steps``."""
     warmup = max(config.warmup_steps, 1)
     lr = optax.linear_schedule(config.learning_rate / warmup, config.learning_rate, warmup)
+    if config.decay_steps > warmup:
+        cosine = optax.cosine_decay_schedule(config.learning_rate, config.decay_steps - warmup,
+                                             alpha=config.final_lr_fraction)
+        lr = optax.join_schedules([lr, cosine], [warmup])
+    return lr
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """AdamW on :func:`lr_schedule`, after global-norm clipping."""
+    lr = lr_schedule(config)
     return optax.chain(optax.clip_by_global_norm(config.grad_clip),
                        optax.adamw(lr, b1=0.9, b2=0.99, weight_decay=config.weight_decay))
 
@@ -271,6 +292,12 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
 # the loop
 
 
+# fields that fix the parameters' shapes and meaning: a saved model fits a run only if they match
+ARCHITECTURE_FIELDS = ("image_size", "num_planes", "near_m", "far_m", "focal_scale", "stem_factor",
+                       "channels", "blocks_per_level", "attention_levels", "attention_heads",
+                       "emb_dim", "sweep_depths_m")
+
+
 class Trainer:
     """Model, optimizer, EMA and their checkpoints; ``run`` trains from the current step."""
 
@@ -308,6 +335,20 @@ class Trainer:
         self.step = int(meta["step"])
         return True
 
+    def init_from(self, path: str | Path) -> int | None:
+        """Start from the weights of a saved model (``checkpoint.save``): the model and its EMA
+        both take them; the optimizer starts fresh. Returns the saved model's training step."""
+        saved_config, saved = checkpoint.load(path)
+        for name in ARCHITECTURE_FIELDS:
+            if getattr(saved_config, name) != getattr(self.config, name):
+                raise UserError(f"{path}: its {name} is {getattr(saved_config, name)!r}, this "
+                                f"run's is {getattr(self.config, name)!r}; drop --config/"
+                                "overrides that change the network")
+        params = replicate(self.mesh, nnx.state(saved, nnx.Param))
+        nnx.update(self.model, params)
+        self.ema = jax.tree.map(jnp.copy, params)
+        return checkpoint.read_meta(Path(path)).get("step")
+
     def ema_model(self) -> MPIModel:
         graphdef, _ = nnx.split(self.model)
         return nnx.merge(graphdef, self.ema)
@@ -331,10 +372,12 @@ class TrainCheckpointsLazy:
 
 def train_and_evaluate(config: Config, workdir: str | Path, data_dir: str | Path,
                        steps: int, *, resume: bool = False, num_workers: int = 0,
-                       progress: bool = True, stop_after: int | None = None) -> list[dict]:
+                       progress: bool = True, stop_after: int | None = None,
+                       init_from: str | Path | None = None) -> list[dict]:
     """Train to ``steps`` total steps (checkpointing, logging, sample grids); returns the
     metrics lines logged in this call. ``stop_after`` ends this call after that many steps
-    (tests use it to simulate a kill)."""
+    (tests use it to simulate a kill). ``init_from``: a saved model whose weights a new run
+    starts from (ignored when the run resumes from its own checkpoints)."""
     from tqdm import tqdm
 
     workdir = Path(workdir)
@@ -345,6 +388,11 @@ def train_and_evaluate(config: Config, workdir: str | Path, data_dir: str | Path
             raise UserError(f"{workdir} already holds checkpoints; pass --resume to continue "
                             "or choose a new --workdir")
         trainer.restore()
+    elif init_from is not None:
+        saved_step = trainer.init_from(init_from)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "init_from.json").write_text(json.dumps(
+            {"path": str(Path(init_from).resolve()), "step": saved_step}) + "\n")
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     clips = load_clips(data_dir, "train")
@@ -481,6 +529,29 @@ def export(workdir: str | Path, out: str | Path, note: str = "") -> Path:
                            note=note or f"EMA weights of {workdir} at step {trainer.step}")
 
 
+def parse_overrides(items: list[str], config: Config) -> dict[str, Any]:
+    """``["field=value", ...]`` -> {field: value}; values parse as JSON (lists become tuples),
+    and must have the field's current type (ints pass for floats)."""
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not hasattr(config, name):
+            raise UserError(f"--set {item!r}: expected FIELD=VALUE with a Config field name "
+                            "(see mpitalk/model/config.py)")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise UserError(f"--set {item!r}: {text!r} is not a number, list or JSON value") from None
+        value = tuple(value) if isinstance(value, list) else value
+        current = getattr(config, name)
+        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(current):
+            raise UserError(f"--set {item!r}: {name} takes a {type(current).__name__}")
+        out[name] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mpitalk.train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -494,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
+                   help="start a new run from a saved model's weights and config (fine-tuning)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any config field (repeatable), e.g. --set p_drop_prev=0.7")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
                    help="instead of training: write the run's latest EMA weights to DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -506,13 +581,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.data is None:
             raise UserError("--data is required for training")
         config = PRESETS[a.config]()
+        if a.init_from is not None:
+            config = Config.from_dict(checkpoint.read_meta(a.init_from)["config"])
         if a.resume and (a.workdir / "config.json").is_file():
             config = Config.from_dict(json.loads((a.workdir / "config.json").read_text()))
         over = {"batch_size": a.batch, "learning_rate": a.lr,
                 "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every}
         config = config.replace(**{k: v for k, v in over.items() if v is not None})
+        config = config.replace(**parse_overrides(a.set, config))
         train_and_evaluate(config, a.workdir, a.data, a.steps, resume=a.resume,
-                           num_workers=a.workers, progress=not a.quiet)
+                           num_workers=a.workers, progress=not a.quiet, init_from=a.init_from)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

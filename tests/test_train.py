@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from mpitalk import checkpoint, train
 from mpitalk import model as M
@@ -97,3 +98,63 @@ def test_resume_reproduces_uninterrupted_losses_and_export(tmp_path):
     config, model = checkpoint.load(out)
     assert config == CFG
     assert json.loads((out / checkpoint.META_FILE).read_text())["step"] == 4
+
+
+def test_init_from_a_saved_model_takes_its_weights_and_checks_the_architecture(tmp_path):
+    # a saved model whose weights differ from a fresh run's (another seed)
+    other = M.MPIModel(CFG, rngs=nnx.Rngs(7))
+    # every parameter moved off its initial value
+    nnx.update(other, jax.tree.map(lambda p: p + 0.25, nnx.state(other, nnx.Param)))
+    saved = checkpoint.save(tmp_path / "saved", CFG, other, step=123)
+    trainer = train.Trainer(CFG, tmp_path / "run")
+    fresh = jax.tree.leaves(nnx.state(trainer.model, nnx.Param))
+    assert trainer.init_from(saved) == 123
+    want = jax.tree.leaves(nnx.state(other, nnx.Param))
+    got_model = jax.tree.leaves(nnx.state(trainer.model, nnx.Param))
+    got_ema = jax.tree.leaves(trainer.ema)
+    assert len(want) == len(got_model) == len(got_ema) == len(fresh)
+    for w, m, e, f in zip(want, got_model, got_ema, fresh):
+        np.testing.assert_array_equal(np.asarray(m), np.asarray(w))
+        np.testing.assert_array_equal(np.asarray(e), np.asarray(w))
+        assert not np.array_equal(np.asarray(m), np.asarray(f))
+    wider = train.Trainer(CFG.replace(channels=(8, 24)), tmp_path / "run2")
+    with pytest.raises(train.UserError, match="channels"):
+        wider.init_from(saved)
+
+
+def test_init_from_cli_starts_a_run_and_records_where_from(tmp_path):
+    data = write_fake_dataset(tmp_path / "data")
+    train.train_and_evaluate(CFG, tmp_path / "a", data, 2, progress=False)
+    saved = train.export(tmp_path / "a", tmp_path / "saved")
+    rc = train.main(["--init-from", str(saved), "--data", str(data), "--workdir",
+                     str(tmp_path / "b"), "--steps", "2", "--quiet", "--set", "p_drop_prev=0.9",
+                     "--set", "prev_noise=0.1"])
+    assert rc == 0
+    info = json.loads((tmp_path / "b" / "init_from.json").read_text())
+    assert info["step"] == 2 and info["path"] == str(saved.resolve())
+    run_config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert run_config["p_drop_prev"] == 0.9 and run_config["prev_noise"] == 0.1 and run_config["channels"] == list(CFG.channels)
+    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_config_overrides_parse_and_reject_bad_fields():
+    got = train.parse_overrides(["p_drop_prev=1", "channels=[8,16]", "sample_steps=4"], CFG)
+    assert got == {"p_drop_prev": 1.0, "channels": (8, 16), "sample_steps": 4}
+    for bad in (["nope=1"], ["p_drop_prev"], ["sample_steps=0.5"], ["p_drop_prev=abc"]):
+        with pytest.raises(train.UserError, match="--set"):
+            train.parse_overrides(bad, CFG)
+
+
+def test_learning_rate_schedule_warms_up_then_decays_by_cosine():
+    config = CFG.replace(warmup_steps=10, decay_steps=110, learning_rate=2.0,
+                         final_lr_fraction=0.1)
+    sched = train.lr_schedule(config)
+    for k in (0, 5, 10, 35, 60, 100, 110, 200):
+        if k < 10:  # linear from peak/warmup to peak
+            want = 0.2 + (2.0 - 0.2) * k / 10
+        else:  # half a cosine period over the 100 decay steps, floor 10 %
+            u = min(k - 10, 100) / 100
+            want = 2.0 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * u)))
+        np.testing.assert_allclose(float(sched(k)), want, rtol=1e-5, err_msg=f"step {k}")
+    constant = train.lr_schedule(CFG.replace(warmup_steps=4, learning_rate=2.0))
+    np.testing.assert_allclose([float(constant(k)) for k in (4, 50, 10_000)], 2.0)

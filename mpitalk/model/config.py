@@ -39,12 +39,16 @@ class Config:
     batch_size: int = 8  # samples per step (global, over all devices)
     learning_rate: float = 5e-4  # AdamW peak learning rate
     warmup_steps: int = 200  # linear learning-rate warm-up, steps
+    decay_steps: int = 0  # cosine learning-rate decay ends at this step (0: constant after warm-up)
+    final_lr_fraction: float = 0.1  # the decayed rate, as a fraction of the peak
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # global gradient-norm clip
     ema_decay: float = 0.999  # EMA of the weights (ramped: min(decay, (1+t)/(10+t)))
     p_reference_space: float = 0.5  # fraction of samples whose MPI is in the reference camera
     ref_render_scale: int = 2  # reference-space samples are rendered and compared at S/this px
     p_drop_prev: float = 0.5  # probability the previous-frame condition is dropped (zeros + flag)
+    prev_noise: float = 0.0  # previous-frame condition + N(0, (u * this)^2), u ~ U(0,1) per
+    # sample ([0,1] pixel units): robustness to the imperfect frames generation feeds back
     p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
     seed: int = 0  # seed of parameters, noise and data order
     checkpoint_every: int = 500  # steps between training checkpoints
