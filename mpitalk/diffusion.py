@@ -66,44 +66,49 @@ def _churn(x, sigma, key, s_churn, n):
     return x + jnp.sqrt(sigma_hat**2 - sigma**2) * eps, sigma_hat
 
 
-def sample_euler(denoise: Denoiser, x: jax.Array, sigmas: jax.Array, key: jax.Array, cond: Any,
-                 s_churn: float = 0.0) -> tuple[jax.Array, Any]:
-    """Euler ODE sampler. ``x``: initial noise already scaled by ``sigmas[0]``; ``sigmas`` from
-    :func:`karras_sigmas` (last entry 0). Deterministic given ``key`` (used only for churn)."""
+def _integrate(update, denoise: Denoiser, x: jax.Array, sigmas: jax.Array, key: jax.Array,
+               cond: Any, s_churn: float) -> tuple[jax.Array, Any]:
+    """The loop both samplers share: (churn, ``update``) from each sigma to the next, then the
+    last step to sigma = 0, whose result is the final denoiser call's (clean estimate, aux)."""
     n = sigmas.shape[0] - 1
     keys = jax.random.split(key, n)
 
     def step(x, inp):
         sigma, sigma_next, k = inp
         x, sigma = _churn(x, sigma, k, s_churn, n)
-        x0, _ = denoise(x, sigma, cond)
-        return x + (sigma_next - sigma) * (x - x0) / sigma, None
+        return update(x, sigma, sigma_next), None
 
     x, _ = jax.lax.scan(step, x, (sigmas[: n - 1], sigmas[1:n], keys[: n - 1]))
     x, sigma = _churn(x, sigmas[n - 1], keys[n - 1], s_churn, n)
-    return denoise(x, sigma, cond)  # last step to sigma = 0: x = D(x)
+    return denoise(x, sigma, cond)
+
+
+def sample_euler(denoise: Denoiser, x: jax.Array, sigmas: jax.Array, key: jax.Array, cond: Any,
+                 s_churn: float = 0.0) -> tuple[jax.Array, Any]:
+    """Euler ODE sampler. ``x``: initial noise already scaled by ``sigmas[0]``; ``sigmas`` from
+    :func:`karras_sigmas` (last entry 0). Deterministic given ``key`` (used only for churn)."""
+
+    def update(x, sigma, sigma_next):
+        x0, _ = denoise(x, sigma, cond)
+        return x + (sigma_next - sigma) * (x - x0) / sigma
+
+    return _integrate(update, denoise, x, sigmas, key, cond, s_churn)
 
 
 def sample_heun(denoise: Denoiser, x: jax.Array, sigmas: jax.Array, key: jax.Array, cond: Any,
                 s_churn: float = 0.0) -> tuple[jax.Array, Any]:
     """Heun (2nd order) sampler, EDM Algorithm 1/2: ``2n - 1`` denoiser calls for n steps; the
     final step to sigma = 0 is an Euler step, whose result is that call's clean estimate."""
-    n = sigmas.shape[0] - 1
-    keys = jax.random.split(key, n)
 
-    def step(x, inp):
-        sigma, sigma_next, k = inp
-        x, sigma = _churn(x, sigma, k, s_churn, n)
+    def update(x, sigma, sigma_next):
         x0, _ = denoise(x, sigma, cond)
         d = (x - x0) / sigma
         x_next = x + (sigma_next - sigma) * d
         x0_next, _ = denoise(x_next, sigma_next, cond)
         d_next = (x_next - x0_next) / sigma_next
-        return x + (sigma_next - sigma) * 0.5 * (d + d_next), None
+        return x + (sigma_next - sigma) * 0.5 * (d + d_next)
 
-    x, _ = jax.lax.scan(step, x, (sigmas[: n - 1], sigmas[1:n], keys[: n - 1]))
-    x, sigma = _churn(x, sigmas[n - 1], keys[n - 1], s_churn, n)
-    return denoise(x, sigma, cond)
+    return _integrate(update, denoise, x, sigmas, key, cond, s_churn)
 
 
 SAMPLERS = {"heun": sample_heun, "euler": sample_euler}
