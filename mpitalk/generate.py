@@ -1,9 +1,12 @@
 """Identity image + expression track -> MPI sequence (the model's half of the main job).
 
 Follows IM-Portrait's generation scheme: frames are generated in clips (batches); every frame of
-a clip is conditioned on the last frame of the previous clip ("first-frame conditioning"), so
-long videos chain clip by clip with bounded memory; one noise seed is shared by all frames, which
-keeps the sampler's trajectory, and so the output, temporally stable. MPIs are produced in each
+a clip after the first is conditioned on one earlier generated frame ("first-frame
+conditioning"), so long videos go clip by clip with bounded memory; one noise seed is shared by
+all frames, which keeps the sampler's trajectory, and so the output, temporally stable. Which
+earlier frame (``PREV_MODES``): ``"anchor"`` (default) the last frame of the first clip, for every
+later clip, so errors cannot build up; ``"chain"`` the previous clip's last frame (errors carry
+over from clip to clip: measured worse, ``scripts/eval_drift.py``); ``"none"`` no frame at all. MPIs are produced in each
 frame's own camera, so rendering a frame at the identity pose reproduces it.
 
 The sequence is streamed: frames are yielded (and written by ``mpi_io.save``) one at a time,
@@ -31,6 +34,8 @@ CROP_SHIFT_DOWN = -0.06
 # Head rotations beyond these are clamped: an MPI made for one view cannot show much more.
 MAX_YAW_RAD = np.radians(25.0)
 MAX_PITCH_RAD = np.radians(20.0)
+
+PREV_MODES = ("anchor", "chain", "none")
 
 
 @dataclass
@@ -123,21 +128,23 @@ def frame_conditions(track: controls.Track, size: int, K: np.ndarray,
 def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *, seed: int = 0,
                   steps: int = 8, sampler: str = "euler", batch_size: int = 4,
                   progress: bool = False, timings: Timings | None = None,
-                  identity_info: dict[str, np.ndarray] | None = None
-                  ) -> Iterator[np.ndarray]:
+                  identity_info: dict[str, np.ndarray] | None = None,
+                  prev_mode: str = "anchor") -> Iterator[np.ndarray]:
     """Yield one MPI (D,H,W,4) float32 per track frame, in the frame's own camera.
 
     identity: (S,S,3) float in [0,1] with S = ``config.image_size``. Frames are sampled in clips
     of ``batch_size``; each clip is conditioned on the previous clip's last rendered frame; the
     initial noise comes from one PRNG key shared by all frames. ``identity_info``: the
     identity's ``identity_cond`` and ``identity_expression`` (see :func:`identity_conditions`),
-    or None.
+    or None. ``prev_mode``: which earlier frame later clips are conditioned on (``PREV_MODES``).
     """
     from mpitalk.model import sample_mpi
 
     S = config.image_size
     if identity.shape != (S, S, 3):
         raise ValueError(f"identity must be ({S},{S},3), got {identity.shape}")
+    if prev_mode not in PREV_MODES:
+        raise ValueError(f"prev_mode must be one of {PREV_MODES}, got {prev_mode!r}")
     if len(track) == 0:
         raise UserError("the expression track has no frames; give a longer track")
     depths, K = mpi_geometry(config)
@@ -163,9 +170,10 @@ def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *,
         t2 = time.perf_counter()
         timings.add("conditions_s", t1 - t0)
         timings.add("sampling_s", t2 - t1)
-        last = mpi.composite(rgba[-1])[0]  # the clip's last frame, seen from its own camera
-        prev = np.clip(np.asarray(last), 0.0, 1.0)
-        has_prev = 1.0
+        if prev_mode == "chain" or (prev_mode == "anchor" and start == 0):
+            last = mpi.composite(rgba[-1])[0]  # the clip's last frame, from its own camera
+            prev = np.clip(np.asarray(last), 0.0, 1.0)
+            has_prev = 1.0
         yield from rgba
         bar.update(n)
     bar.close()

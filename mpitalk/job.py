@@ -67,6 +67,7 @@ class JobOptions:
     ply: int | None = None  # also write a coloured point cloud of this frame
     crf: int = 18  # H.264 quality (lower = better)
     batch_size: int = 4  # frames per generation clip
+    prev_mode: str = "anchor"  # earlier frame later clips are conditioned on (generate.PREV_MODES)
     quiet: bool = False  # no progress bars
 
     @classmethod
@@ -84,6 +85,8 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--layout must be one of {LAYOUTS}, got {o.layout!r}")
     if o.novel_view not in NOVEL_VIEWS:
         raise UserError(f"--novel-view must be one of {NOVEL_VIEWS}, got {o.novel_view!r}")
+    if o.prev_mode not in ("anchor", "chain", "none"):  # generate.PREV_MODES, without JAX
+        raise UserError(f"--prev-mode must be anchor, chain or none, got {o.prev_mode!r}")
     if o.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.convergence_m is not None and not o.convergence_m > 0:
@@ -247,7 +250,7 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
     frames = generate.generate_mpis(model, config, identity, track, seed=o.seed, steps=o.steps,
                                     sampler=o.sampler, batch_size=o.batch_size,
                                     progress=not o.quiet, timings=stages,
-                                    identity_info=identity_info)
+                                    identity_info=identity_info, prev_mode=o.prev_mode)
     mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
     timings["generate_s"] = time.perf_counter() - t0
     timings.update({f"generate_{k}": v for k, v in stages.stages.items()})

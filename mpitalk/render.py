@@ -65,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=d.steps, help="sampler steps")
     g.add_argument("--sampler", choices=("heun", "euler"), default=d.sampler)
     g.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="frames per clip (each clip is conditioned on the previous one's last "
-                        "frame)")
+                   help="frames per clip (later clips are conditioned on an earlier frame: "
+                        "--prev-mode)")
+    g.add_argument("--prev-mode", choices=("anchor", "chain", "none"), default=d.prev_mode,
+                   help="frame later clips are conditioned on: anchor = the first clip's last "
+                        "frame (no build-up of errors), chain = the previous clip's last frame, "
+                        "none = no frame")
     g = p.add_argument_group("video")
     g.add_argument("--eye-size", type=int, metavar="N",
                    help="pixels per eye (width); default 512 when generating, the MPI's width "

@@ -149,3 +149,9 @@ def test_user_errors_are_one_line_and_leave_nothing(bad_inputs, capsys, case, ar
     assert len(lines) == 1 and "error" in lines[0] and needle in lines[0], err
     assert "Traceback" not in err
     assert sorted(p.name for p in bad_inputs.iterdir()) == before  # nothing half-written
+
+
+def test_batch_job_options_are_checked_like_the_cli():
+    # batch JSON jobs bypass argparse's choices: the job's own check names the option
+    with pytest.raises(job.UserError, match="--prev-mode"):
+        job._check_options(job.JobOptions(prev_mode="previous"))
