@@ -1,0 +1,54 @@
+"""Read the dataset: ``ClipDataset``, the clips of one split, hiding ground truth in training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mpitalk import UserError
+
+_TRAIN_KEYS = (
+    "identity_rgb",
+    "identity_alpha",
+    "identity_controls",
+    "identity_pose",
+    "identity_cond",
+    "K",
+    "controls",
+    "pose",
+    "cond",
+    "target_rgb",
+)
+
+
+class ClipDataset:
+    """Clips of one split. ``ds[i]`` -> {key: numpy array} as in docs/dataset.md.
+
+    With ``hide_ground_truth=True`` (training) only ``_TRAIN_KEYS`` are read from the NPZ: no
+    depth, alpha or extra views are ever loaded, as real monocular video would not have them.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", hide_ground_truth: bool = True):
+        self.root = Path(root)
+        path = self.root / "manifest.json"
+        if not path.is_file():
+            raise UserError(
+                f"{path} not found; generate data with python -m mpitalk.synth --out {root}"
+            )
+        self.manifest = json.loads(path.read_text())
+        if split not in self.manifest["splits"]:
+            raise UserError(
+                f"split {split!r} not in {path}; choose from {sorted(self.manifest['splits'])}"
+            )
+        self.files = [self.root / p for p in self.manifest["splits"][split]]
+        self.hide_ground_truth = hide_ground_truth
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        with np.load(self.files[i], allow_pickle=False) as z:
+            keys = _TRAIN_KEYS if self.hide_ground_truth else z.files
+            return {k: z[k] for k in keys}
