@@ -6,8 +6,9 @@ conditioning"), so long videos go clip by clip with bounded memory; one noise se
 all frames, which keeps the sampler's trajectory, and so the output, temporally stable. Which
 earlier frame (``PREV_MODES``): ``"anchor"`` (default) the last frame of the first clip, for every
 later clip, so errors cannot build up; ``"chain"`` the previous clip's last frame (errors carry
-over from clip to clip: measured worse, ``scripts/eval_drift.py``); ``"none"`` no frame at all. MPIs are produced in each
-frame's own camera, so rendering a frame at the identity pose reproduces it.
+over from clip to clip: measured worse, ``scripts/eval_drift.py``); ``"none"`` no frame at all.
+MPIs are produced in each frame's own camera, so rendering a frame at the identity pose
+reproduces it.
 
 The sequence is streamed: frames are yielded (and written by ``mpi_io.save``) one at a time,
 whatever the track's length.

@@ -541,7 +541,8 @@ def parse_overrides(items: list[str], config: Config) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except ValueError:
-            raise UserError(f"--set {item!r}: {text!r} is not a number, list or JSON value") from None
+            raise UserError(f"--set {item!r}: {text!r} is not a number, list or JSON "
+                            "value") from None
         value = tuple(value) if isinstance(value, list) else value
         current = getattr(config, name)
         if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):

@@ -48,7 +48,7 @@ def colour(prev):
 def test_each_clip_is_conditioned_on_the_right_earlier_frame(monkeypatch, mode, want):
     seen = run(monkeypatch, mode)
     assert len(seen) == 3
-    for (prev, has_prev), w in zip(seen, want):
+    for (prev, has_prev), w in zip(seen, want, strict=True):
         if w is None:
             assert np.all(has_prev == 0.0) and np.all(prev == 0.0)
         else:

@@ -113,7 +113,7 @@ def test_init_from_a_saved_model_takes_its_weights_and_checks_the_architecture(t
     got_model = jax.tree.leaves(nnx.state(trainer.model, nnx.Param))
     got_ema = jax.tree.leaves(trainer.ema)
     assert len(want) == len(got_model) == len(got_ema) == len(fresh)
-    for w, m, e, f in zip(want, got_model, got_ema, fresh):
+    for w, m, e, f in zip(want, got_model, got_ema, fresh, strict=True):
         np.testing.assert_array_equal(np.asarray(m), np.asarray(w))
         np.testing.assert_array_equal(np.asarray(e), np.asarray(w))
         assert not np.array_equal(np.asarray(m), np.asarray(f))
@@ -133,7 +133,8 @@ def test_init_from_cli_starts_a_run_and_records_where_from(tmp_path):
     info = json.loads((tmp_path / "b" / "init_from.json").read_text())
     assert info["step"] == 2 and info["path"] == str(saved.resolve())
     run_config = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert run_config["p_drop_prev"] == 0.9 and run_config["prev_noise"] == 0.1 and run_config["channels"] == list(CFG.channels)
+    assert run_config["p_drop_prev"] == 0.9 and run_config["prev_noise"] == 0.1
+    assert run_config["channels"] == list(CFG.channels)
     assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
