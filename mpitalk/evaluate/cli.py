@@ -1,0 +1,126 @@
+"""The command line, ``python -m mpitalk.evaluate``: a synthetic split (``--data``) or real
+portraits (``--portraits ... --controls``); prints the headline metrics."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from mpitalk import UserError
+from mpitalk.evaluate.dataset import evaluate_dataset
+from mpitalk.evaluate.generation import load_model
+from mpitalk.evaluate.portraits import evaluate_portraits
+from mpitalk.evaluate.scores import IMAGE_METRICS, VIEWS
+
+
+def _parser() -> argparse.ArgumentParser:
+    from mpitalk import evaluate
+
+    p = argparse.ArgumentParser(prog="python -m mpitalk.evaluate",
+                                description=evaluate.__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", default=None,
+                   help="model checkpoint (default: the shipped demo checkpoint)")
+    p.add_argument("--data", type=Path, help="synthetic dataset folder (docs/dataset.md)")
+    p.add_argument("--split", default="test", help="split of --data to evaluate")
+    p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder")
+    p.add_argument("--max-clips", type=int, default=None, help="evaluate only the first N clips")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="use only the first N frames of each clip / of the track")
+    p.add_argument("--steps", type=int, default=8, help="sampler steps")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--batch-size", type=int, default=4, help="frames generated together")
+    p.add_argument("--chamfer-every", type=int, default=4,
+                   help="Chamfer distance on every N-th frame (point clouds are slow)")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="no model: evaluate the flat baseline and the ground truth only")
+    p.add_argument("--portraits", nargs="+", default=None, metavar="IMG",
+                   help="real portrait photos (no ground truth); needs --controls")
+    p.add_argument("--controls", default=None, metavar="TRACK",
+                   help="expression track driving --portraits (.csv/.json/.npz)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="use the portraits as they are instead of face-cropping them")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    for name in ("max_clips", "max_frames", "steps", "batch_size", "chamfer_every"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    progress = not args.quiet
+    if args.portraits:
+        if not args.controls:
+            raise UserError("--portraits needs --controls TRACK (the driving expression track)")
+        if not Path(args.controls).is_file():
+            raise UserError(f"{args.controls}: no such track file")
+        for p in args.portraits:
+            if not Path(p).is_file():
+                raise UserError(f"{p}: no such image file")
+        config, model = load_model(args.checkpoint)
+        result = evaluate_portraits(args.portraits, args.controls, args.out, model=model,
+                                    config=config, steps=args.steps, seed=args.seed,
+                                    batch_size=args.batch_size, max_frames=args.max_frames,
+                                    crop=not args.no_crop, progress=progress)
+        m = result["mean"]
+        print(f"identity distance {_fmt(m['identity']['distance'])}, expression MAE "
+              f"{_fmt(m['expression']['mae'])}, face found {_fmt(m['expression']['face_found'])}"
+              f", flicker {_fmt(m['temporal']['flicker'])}")
+        print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.html'}, "
+              f"{args.out / 'contact_sheet.png'}")
+        return 0
+    if args.data is None:
+        raise UserError("give --data DIR (a synthetic dataset) or --portraits IMG... --controls "
+                        "TRACK")
+    if not (args.data / "manifest.json").is_file():
+        raise UserError(f"{args.data}: no manifest.json; generate data with "
+                        f"python -m mpitalk.synth --out {args.data}")
+    model = config = None
+    if not args.baselines_only:
+        config, model = load_model(args.checkpoint)
+    result = evaluate_dataset(args.data, args.split, args.out, model=model, config=config,
+                              steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                              max_clips=args.max_clips, max_frames=args.max_frames,
+                              chamfer_every=args.chamfer_every,
+                              checkpoint_name=str(args.checkpoint or "shipped"),
+                              progress=progress)
+    print(summary_table(result))
+    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.html'}")
+    return 0
+
+
+def summary_table(result: dict) -> str:
+    """The headline metrics as a text table (model vs flat baseline)."""
+    flat = result["baselines"]["flat"]
+    lines = [f"{'metric':<28}{'model':>10}{'flat':>10}"]
+
+    def row(label: str, get: Callable[[dict], float | None]) -> None:
+        lines.append(f"{label:<28}{_fmt(get(result)):>10}{_fmt(get(flat)):>10}")
+
+    for v in VIEWS:
+        for m in IMAGE_METRICS:
+            row(f"{v}.{m}", lambda d, v=v, m=m: d["views"][v][m])
+    row("geometry.depth_mae_mm", lambda d: d["geometry"]["depth_mae_mm"])
+    row("expression.mae", lambda d: d["expression"]["mae"])
+    row("identity.distance", lambda d: d["identity"]["distance"])
+    return "\n".join(lines)
+

@@ -1,0 +1,34 @@
+"""The model under evaluation: loading a checkpoint, and generating a clip's MPIs exactly as the
+main job makes them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpitalk import UserError
+
+
+def load_model(checkpoint: str | None):
+    """(config, model) from ``checkpoint.load`` (None: the shipped checkpoint)."""
+    try:
+        from mpitalk import checkpoint as ckpt
+    except ImportError as e:
+        raise UserError(f"the model cannot be loaded ({e}); use --baselines-only") from None
+    try:
+        return ckpt.load(checkpoint)
+    except FileNotFoundError as e:
+        raise UserError(f"{checkpoint or 'the shipped checkpoint'}: not found ({e})") from None
+
+
+def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: int,
+                  batch_size: int) -> np.ndarray:
+    """(T,D,S,S,4) MPIs for one identity (S,S,3) float and track, via ``generate``, exactly as
+    the main job makes them: the identity's expression and pose are read from the identity image
+    by MediaPipe (``generate.identity_conditions``), never taken from ground truth."""
+    from mpitalk import generate
+
+    _, K = generate.mpi_geometry(config)
+    info = generate.identity_conditions(identity, K)
+    return np.stack(list(generate.generate_mpis(model, config, identity, track, seed=seed,
+                                                steps=steps, batch_size=batch_size,
+                                                identity_info=info)))
