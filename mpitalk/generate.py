@@ -7,8 +7,12 @@ all frames, which keeps the sampler's trajectory, and so the output, temporally 
 earlier frame (``PREV_MODES``): ``"anchor"`` (default) the last frame of the first clip, for every
 later clip, so errors cannot build up; ``"chain"`` the previous clip's last frame (errors carry
 over from clip to clip: measured worse, ``scripts/eval_drift.py``); ``"none"`` no frame at all.
-MPIs are produced in each frame's own camera, so rendering a frame at the identity pose
-reproduces it.
+Every frame's MPI is stored in the frame's own (target) camera, so rendering it at the identity
+pose reproduces the frame. The model can make it there directly (``space="target"``) or, the
+default, in the identity image's camera (``space="reference"``, the other half of training's
+random camera space), moved into the target camera by ``mpi.reproject`` (exact at the target
+view). Measured: reference space holds up under head rotation where target space breaks into
+specks beyond about 5 degrees from the photo's pose (README, model status).
 
 The sequence is streamed: frames are yielded (and written by ``mpi_io.save``) one at a time,
 whatever the track's length.
@@ -37,6 +41,20 @@ MAX_YAW_RAD = np.radians(25.0)
 MAX_PITCH_RAD = np.radians(20.0)
 
 PREV_MODES = ("anchor", "chain", "none")
+SPACES = ("reference", "target")
+
+
+@jax.jit
+def _reproject_batch(rgba, depths, K, tgt_from_ref):
+    return jax.lax.map(lambda a: mpi.reproject(a[0], depths, K, a[1]), (rgba, tgt_from_ref))
+
+
+def reference_pose(identity_info: dict[str, np.ndarray] | None) -> np.ndarray:
+    """The identity image's head pose (6,) as the model takes it: read by MediaPipe, or the
+    default frontal pose when unknown (as ``model.build_conditioning`` assumes)."""
+    if identity_info is None:
+        return camera.default_head_pose().astype(np.float32)
+    return np.asarray(identity_info["identity_expression"][52:], np.float32)
 
 
 @dataclass
@@ -112,6 +130,20 @@ def drivable_pose(pose: np.ndarray) -> np.ndarray:
     return pose
 
 
+def relative_to_identity(track: controls.Track,
+                         identity_info: dict[str, np.ndarray] | None) -> controls.Track:
+    """The track's head rotations taken relative to the identity's: yaw, pitch and roll are
+    added to those MediaPipe read from the identity image, so a track at rest (its rotations
+    zero, as ``controls.driving_track`` and the shipped track make them) keeps the head as the
+    photo shows it rather than turning it to face the camera. Angles add (a small-angle
+    composition: exact for one axis at a time). Without identity info the track is unchanged."""
+    if identity_info is None:
+        return track
+    pose = np.array(track.pose, dtype=np.float32, copy=True)
+    pose[:, :3] += identity_info["identity_expression"][52:55]
+    return controls.Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
+
+
 def frame_conditions(track: controls.Track, size: int, K: np.ndarray,
                      start: int, stop: int) -> dict[str, np.ndarray]:
     """Per-frame conditions for frames [start, stop): the rig's condition render and the
@@ -130,7 +162,8 @@ def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *,
                   steps: int = 8, sampler: str = "euler", batch_size: int = 4,
                   progress: bool = False, timings: Timings | None = None,
                   identity_info: dict[str, np.ndarray] | None = None,
-                  prev_mode: str = "anchor") -> Iterator[np.ndarray]:
+                  prev_mode: str = "anchor", space: str = "reference"
+                  ) -> Iterator[np.ndarray]:
     """Yield one MPI (D,H,W,4) float32 per track frame, in the frame's own camera.
 
     identity: (S,S,3) float in [0,1] with S = ``config.image_size``. Frames are sampled in clips
@@ -138,6 +171,7 @@ def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *,
     initial noise comes from one PRNG key shared by all frames. ``identity_info``: the
     identity's ``identity_cond`` and ``identity_expression`` (see :func:`identity_conditions`),
     or None. ``prev_mode``: which earlier frame later clips are conditioned on (``PREV_MODES``).
+    ``space``: the camera the model makes each MPI in (``SPACES``; see the module docstring).
     """
     from mpitalk.model import sample_mpi
 
@@ -146,6 +180,8 @@ def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *,
         raise ValueError(f"identity must be ({S},{S},3), got {identity.shape}")
     if prev_mode not in PREV_MODES:
         raise ValueError(f"prev_mode must be one of {PREV_MODES}, got {prev_mode!r}")
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if len(track) == 0:
         raise UserError("the expression track has no frames; give a longer track")
     depths, K = mpi_geometry(config)
@@ -164,10 +200,16 @@ def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *,
         if identity_info is not None:
             for k, v in identity_info.items():
                 cond[k] = np.broadcast_to(v, (n,) + v.shape).astype(np.float32)
+        cond["camera_space"] = np.full((n,), float(space == "reference"), np.float32)
         t1 = time.perf_counter()
         ident = np.broadcast_to(identity, (n, S, S, 3)).astype(np.float32)
-        rgba = np.asarray(sample_mpi(model, config, ident, cond, key, steps=steps,
-                                     sampler=sampler))
+        rgba = sample_mpi(model, config, ident, cond, key, steps=steps, sampler=sampler)
+        if space == "reference":
+            ref_inv = camera.invert_pose(camera.head_pose_matrix(reference_pose(identity_info)))
+            tgt_from_ref = np.stack([camera.head_pose_matrix(p) @ ref_inv
+                                     for p in cond["expression"][:, 52:]]).astype(np.float32)
+            rgba = _reproject_batch(rgba, depths, K, tgt_from_ref)
+        rgba = np.asarray(rgba)
         t2 = time.perf_counter()
         timings.add("conditions_s", t1 - t0)
         timings.add("sampling_s", t2 - t1)

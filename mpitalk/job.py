@@ -67,6 +67,8 @@ class JobOptions:
     ply: int | None = None  # also write a coloured point cloud of this frame
     crf: int = 18  # H.264 quality (lower = better)
     batch_size: int = 4  # frames per generation clip
+    pose_mode: str = "relative"  # relative: track rotations add to the photo's; absolute: as is
+    space: str = "reference"  # camera the model makes MPIs in (generate.SPACES)
     prev_mode: str = "anchor"  # earlier frame later clips are conditioned on (generate.PREV_MODES)
     quiet: bool = False  # no progress bars
 
@@ -85,6 +87,10 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--layout must be one of {LAYOUTS}, got {o.layout!r}")
     if o.novel_view not in NOVEL_VIEWS:
         raise UserError(f"--novel-view must be one of {NOVEL_VIEWS}, got {o.novel_view!r}")
+    if o.pose_mode not in ("relative", "absolute"):
+        raise UserError(f"--pose-mode must be relative or absolute, got {o.pose_mode!r}")
+    if o.space not in ("reference", "target"):  # generate.SPACES, without JAX
+        raise UserError(f"--space must be reference or target, got {o.space!r}")
     if o.prev_mode not in ("anchor", "chain", "none"):  # generate.PREV_MODES, without JAX
         raise UserError(f"--prev-mode must be anchor, chain or none, got {o.prev_mode!r}")
     if o.batch_size < 1:
@@ -241,6 +247,8 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
     timings["identity_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     track = load_track(o)
+    if o.pose_mode == "relative":
+        track = generate.relative_to_identity(track, identity_info)
     timings["track_s"] = time.perf_counter() - t0
     report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
     report["track"] = {"frames": len(track), "fps": track.fps,
@@ -250,7 +258,8 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
     frames = generate.generate_mpis(model, config, identity, track, seed=o.seed, steps=o.steps,
                                     sampler=o.sampler, batch_size=o.batch_size,
                                     progress=not o.quiet, timings=stages,
-                                    identity_info=identity_info, prev_mode=o.prev_mode)
+                                    identity_info=identity_info, prev_mode=o.prev_mode,
+                                    space=o.space)
     mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
     timings["generate_s"] = time.perf_counter() - t0
     timings.update({f"generate_{k}": v for k, v in stages.stages.items()})

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply head rotation and offset")
     g.add_argument("--smooth", type=float, default=d.smooth, metavar="SECONDS",
                    help="Savitzky-Golay smoothing window (0 = none)")
+    g.add_argument("--pose-mode", choices=("relative", "absolute"), default=d.pose_mode,
+                   help="relative: the track's head rotations are added to the photo's (a track "
+                        "at rest keeps the pose of the photo); absolute: used as they are")
     g = p.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=d.seed, help="noise seed (shared by all frames)")
     g.add_argument("--steps", type=int, default=d.steps, help="sampler steps")
@@ -67,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="frames per clip (later clips are conditioned on an earlier frame: "
                         "--prev-mode)")
+    g.add_argument("--space", choices=("reference", "target"), default=d.space,
+                   help="camera the model makes each MPI in: reference = the photo's (then "
+                        "moved into the frame's camera; robust to head turns), target = the "
+                        "frame's own")
     g.add_argument("--prev-mode", choices=("anchor", "chain", "none"), default=d.prev_mode,
                    help="frame later clips are conditioned on: anchor = the first clip's last "
                         "frame (no build-up of errors), chain = the previous clip's last frame, "

@@ -58,3 +58,52 @@ def test_each_clip_is_conditioned_on_the_right_earlier_frame(monkeypatch, mode, 
 def test_unknown_prev_mode_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="prev_mode"):
         run(monkeypatch, "previous")
+
+
+def test_reference_space_mpis_are_moved_into_each_frames_camera(monkeypatch):
+    """The model's MPI is in the identity's camera; the stored one, seen from the frame's own
+    camera, must show that MPI rendered by the relative head pose (an independent render)."""
+    from mpitalk import camera, mpi
+
+    S, D = CFG.image_size, CFG.num_planes
+    rng = np.random.default_rng(0)
+    ref_mpi = rng.random((D, S, S, 4)).astype(np.float32)
+    ref_mpi[0, ..., 3] = 1.0
+    spaces = []
+
+    def fake_sample(model, config, identity, cond, key, steps, sampler):
+        spaces.append(np.array(cond["camera_space"]))
+        return np.broadcast_to(ref_mpi, (identity.shape[0],) + ref_mpi.shape).copy()
+
+    monkeypatch.setattr(M, "sample_mpi", fake_sample)
+    pose = np.tile(camera.default_head_pose(), (3, 1)).astype(np.float32)
+    pose[1, 0], pose[2, 1] = 0.1, -0.08  # a yaw, then a pitch
+    track = controls.Track(np.zeros((3, 52), np.float32), pose, 25.0)
+    identity = np.full((S, S, 3), 0.5, np.float32)
+    out = list(generate.generate_mpis(None, CFG, identity, track, batch_size=3))
+    assert np.all(spaces[0] == 1.0)
+    depths, K = generate.mpi_geometry(CFG)
+    ref_inv = camera.invert_pose(camera.head_pose_matrix(camera.default_head_pose()))
+    for k in range(3):
+        want = mpi.render(ref_mpi, depths, K, camera.head_pose_matrix(pose[k]) @ ref_inv)
+        seen = np.asarray(want.alpha) > 1 - 1e-5
+        assert seen.mean() > 0.8
+        got = np.asarray(mpi.composite(out[k])[0])
+        np.testing.assert_allclose(got[seen], np.asarray(want.rgb)[seen], atol=1e-4)
+    target = list(generate.generate_mpis(None, CFG, identity, track, batch_size=3,
+                                         space="target"))
+    assert np.all(spaces[-1] == 0.0)
+    np.testing.assert_array_equal(target[1], ref_mpi)  # as the model made it
+
+
+def test_relative_pose_adds_the_photos_rotation_and_keeps_the_rest():
+    track = controls.Track(np.zeros((2, 52), np.float32),
+                           np.array([[0.1, 0.0, 0.0, 0.01, 0.0, 0.6],
+                                     [0.0, -0.2, 0.05, 0.0, 0.0, 0.6]], np.float32), 25.0)
+    info = {"identity_expression": np.r_[np.zeros(52), 0.02, 0.15, -0.01, 0, 0, 0.6]}
+    out = generate.relative_to_identity(track, info)
+    np.testing.assert_allclose(out.pose[:, :3], track.pose[:, :3] + [0.02, 0.15, -0.01],
+                               atol=1e-7)
+    np.testing.assert_array_equal(out.pose[:, 3:], track.pose[:, 3:])
+    np.testing.assert_array_equal(out.values, track.values)
+    assert generate.relative_to_identity(track, None) is track

@@ -186,3 +186,31 @@ def test_render_gradients_are_finite_and_match_finite_differences():
     eps = 1e-2
     fd = (loss(rgba + eps * direction) - loss(rgba - eps * direction)) / (2 * eps)
     assert float(jnp.sum(g * direction)) == pytest.approx(float(fd), rel=1e-2)
+
+
+@pytest.mark.parametrize("name", ["orbit", "dolly", "left_eye"])
+def test_reprojected_mpi_composites_to_the_ray_cast_render(name):
+    rng = np.random.default_rng(5)
+    rgba = random_mpi(rng, D=4, H=10, W=12)
+    depths = np.asarray(mpi.plane_depths(0.5, 1.5, 4))
+    K = camera.intrinsics(14.0, 12, 10)
+    T = POSES[name]
+    moved = jax.jit(mpi.reproject)(rgba, depths, K, T)
+    rgb, alpha = mpi.composite(moved)
+    ref_rgb, ref_alpha, _ = render_by_ray_casting(rgba, depths, K, T, K, 10, 12)
+    seen = ref_alpha > 1 - 1e-6  # the opaque back plane was inside the source image there
+    assert seen.mean() > 0.5
+    np.testing.assert_allclose(np.asarray(rgb)[seen], ref_rgb[seen], atol=3e-5)
+    # where the source camera saw nothing, the back plane's edge colour fills in: opaque
+    np.testing.assert_allclose(np.asarray(alpha), 1.0, atol=1e-5)
+    assert np.asarray(moved).min() >= 0 and np.asarray(moved).max() <= 1
+
+
+def test_reproject_to_the_same_camera_keeps_the_mpi():
+    rgba = random_mpi(np.random.default_rng(6), D=3, H=8, W=9)
+    depths = np.asarray(mpi.plane_depths(0.5, 1.5, 3))
+    K = camera.intrinsics(12.0, 9, 8)
+    moved = np.asarray(mpi.reproject(rgba, depths, K, np.eye(4, dtype=np.float32)))
+    np.testing.assert_allclose(moved[..., 3], rgba[..., 3], atol=1e-6)
+    visible = rgba[..., 3] > 1e-3
+    np.testing.assert_allclose(moved[..., :3][visible], rgba[..., :3][visible], atol=1e-4)

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="sampler steps")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--batch-size", type=int, default=4, help="frames generated together")
+    p.add_argument("--space", choices=("reference", "target"), default="reference",
+                   help="camera the model makes each MPI in (mpitalk.generate.SPACES)")
     p.add_argument("--chamfer-every", type=int, default=4,
                    help="Chamfer distance on every N-th frame (point clouds are slow)")
     p.add_argument("--baselines-only", action="store_true",
@@ -79,8 +81,9 @@ def _run(args: argparse.Namespace) -> int:
         config, model = load_model(args.checkpoint)
         result = evaluate_portraits(args.portraits, args.controls, args.out, model=model,
                                     config=config, steps=args.steps, seed=args.seed,
-                                    batch_size=args.batch_size, max_frames=args.max_frames,
-                                    crop=not args.no_crop, progress=progress)
+                                    batch_size=args.batch_size, space=args.space,
+                                    max_frames=args.max_frames, crop=not args.no_crop,
+                                    progress=progress)
         m = result["mean"]
         print(f"identity distance {_fmt(m['identity']['distance'])}, expression MAE "
               f"{_fmt(m['expression']['mae'])}, face found {_fmt(m['expression']['face_found'])}"
@@ -99,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         config, model = load_model(args.checkpoint)
     result = evaluate_dataset(args.data, args.split, args.out, model=model, config=config,
                               steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                              space=args.space,
                               max_clips=args.max_clips, max_frames=args.max_frames,
                               chamfer_every=args.chamfer_every,
                               checkpoint_name=str(args.checkpoint or "shipped"),

@@ -139,7 +139,8 @@ def evaluate_clip(clip: dict[str, np.ndarray], fps: float, mpis: np.ndarray | No
 
 def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=None, config=None,
                      steps: int = 8, seed: int = 0, batch_size: int = 4,
-                     max_clips: int | None = None, max_frames: int | None = None,
+                     space: str = "reference", max_clips: int | None = None,
+                     max_frames: int | None = None,
                      chamfer_every: int = 4, checkpoint_name: str = "",
                      progress: bool = True) -> dict:
     """Evaluate the model (None: baselines only) on a synthetic split; write ``out``/metrics.json,
@@ -186,7 +187,7 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                                 f"the model makes {S} px; generate data with --size {S}")
             track = controls.Track(clip["controls"], clip["pose"], fps)
             mpis = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]), track,
-                                 steps, seed, batch_size)
+                                 steps, seed, batch_size, space)
         res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every)
         frames_per_clip = len(clip["controls"])
         per_clip.append((ident_id, res))
@@ -201,7 +202,7 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
     write_json(out / "metrics.json", result)
     details = {"checkpoint": checkpoint_name, "data": str(data), "split": split,
                "clips": n, "frames_per_clip": frames_per_clip,
-               "steps": steps, "seed": seed, "seconds": seconds,
+               "steps": steps, "seed": seed, "space": space, "seconds": seconds,
                "total": {m: nest(v) for m, v in totals.items()},
                "per_clip": [{"identity": k, **{m: nest(v) for m, v in r.items()}}
                             for k, r in per_clip]}

@@ -38,6 +38,7 @@ def portrait_views(pose: np.ndarray) -> np.ndarray:
 
 def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Path, *, model,
                        config, steps: int = 8, seed: int = 0, batch_size: int = 4,
+                       space: str = "reference",
                        max_frames: int | None = None, crop: bool = True,
                        progress: bool = True) -> dict:
     """Run the model on real photos driven by one track; write metrics.json, report.html and
@@ -59,7 +60,7 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
     for path in tqdm(portraits, desc="portraits", unit="portrait", disable=not progress):
         name = Path(path).stem
         identity = generate.prepare_identity(str(path), config.image_size, crop=crop)
-        mpis = generate_clip(model, config, identity, track, steps, seed, batch_size)
+        mpis = generate_clip(model, config, identity, track, steps, seed, batch_size, space)
         poses = np.stack([portrait_views(drive_pose[t]) for t in range(len(mpis))])
         rgb, _ = render_frames(mpis, depths, K, poses)  # (T,V,S,S,3)
         frames = metrics.to_uint8(rgb[:, 0])
@@ -73,7 +74,8 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
                         "extracted": None if ext is None else ext.values}
     total = mean_dicts(list(rows.values()))
     result = json_ready({"mean": nest(total), "portraits": {k: nest(v) for k, v in rows.items()},
-                         "controls": str(track_path), "frames": len(track), "steps": steps})
+                         "controls": str(track_path), "frames": len(track), "steps": steps,
+                         "space": space})
     write_json(out / "metrics.json", result)
     write_portrait_report(out, result, rows, total, sheets, track)
     return result
