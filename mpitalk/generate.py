@@ -5,8 +5,9 @@ a clip after the first is conditioned on one earlier generated frame ("first-fra
 conditioning"), so long videos go clip by clip with bounded memory; one noise seed is shared by
 all frames, which keeps the sampler's trajectory, and so the output, temporally stable. Which
 earlier frame (``PREV_MODES``): ``"anchor"`` (default) the last frame of the first clip, for every
-later clip, so errors cannot build up; ``"chain"`` the previous clip's last frame (errors carry
-over from clip to clip: measured worse, ``scripts/eval_drift.py``); ``"none"`` no frame at all.
+later clip, so errors cannot build up; ``"chain"`` the previous clip's last frame (errors can
+carry over from clip to clip); ``"none"`` no frame at all. On 36-frame synthetic tracks the three
+measured the same (``scripts/eval_drift.py``, README): the model leans little on that frame.
 Every frame's MPI is stored in the frame's own (target) camera, so rendering it at the identity
 pose reproduces the frame. The model can make it there directly (``space="target"``) or, the
 default, in the identity image's camera (``space="reference"``, the other half of training's

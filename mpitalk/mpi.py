@@ -251,15 +251,17 @@ def render_many(rgba: jax.Array, depths: jax.Array, K_src: jax.Array, tgt_from_s
 def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
               tgt_from_src: jax.Array) -> jax.Array:
     """The MPI ``rgba`` (D,H,W,4, straight alpha, back to front) moved into another camera with
-    the same intrinsics: plane i of the result is source plane i warped into the target image
-    by its homography, and kept at depth ``depths[i]``.
+    the same intrinsics and the same plane depths.
 
-    Seen from the target camera the result renders exactly what ``render(rgba, depths, K,
-    tgt_from_src)`` shows (compositing is per pixel and keeps the plane order); what is dropped
-    is each warped plane's tilt, so views *around* the target camera (stereo eyes, small
-    orbits) get approximate parallax, good for rotations of a few tens of degrees. The back
-    plane is sampled clamped to the image edge, so target pixels the source camera never saw
-    take the nearest edge colour instead of being left empty.
+    Each source plane is warped into the target image by its homography; a warped plane is
+    tilted in the target camera, so each of its pixels goes to the target plane nearest (in
+    disparity) to where that pixel's ray meets it, and source planes that land on the same
+    target plane are over-composited there in order. Parallel planes keep their order along
+    every ray, so seen from the target camera the result renders exactly what ``render(rgba,
+    depths, K, tgt_from_src)`` shows; around it (stereo eyes, small orbits) its parallax is that
+    of the true surfaces to within half a plane spacing. The back plane stays the back plane and
+    is sampled clamped to the image edge, so target pixels the source camera never saw take
+    the nearest edge colour instead of being left empty.
     """
     rgba = jnp.asarray(rgba, dtype=jnp.float32)
     depths = jnp.asarray(depths, dtype=jnp.float32)
@@ -276,8 +278,20 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     xy = q[..., :2] / jnp.where(jnp.abs(q[..., 2:]) < _EPS, _EPS, q[..., 2:])
     xy = jnp.clip(xy, 0.5, jnp.array([W - 0.5, H - 0.5], jnp.float32))
     warped = warped.at[0].set(bilinear_zero(premult[0], xy) * (z[0] > 0)[..., None])
-    a = warped[..., 3:]
-    rgb = jnp.where(a > _EPS, warped[..., :3] / jnp.maximum(a, _EPS), 0.0)
+    # target plane of each warped pixel: nearest in disparity; the back plane stays at the back
+    disparity = 1.0 / jnp.where(z > 0, z, jnp.inf)
+    slot = jnp.argmin(jnp.abs(disparity[:, None] - 1.0 / depths[None, :, None, None]), axis=1)
+    slot = slot.at[0].set(0)
+    planes = jnp.arange(D)[:, None, None]
+
+    def over(acc, xs):  # source planes back to front, each over its target plane
+        c, s = xs
+        onehot = (planes == s[None]).astype(jnp.float32)[..., None]  # (D,H,W,1)
+        return acc * (1.0 - onehot * c[None, ..., 3:]) + onehot * c[None], None
+
+    out, _ = lax.scan(over, jnp.zeros((D, H, W, 4)), (warped, slot))
+    a = out[..., 3:]
+    rgb = jnp.where(a > _EPS, out[..., :3] / jnp.maximum(a, _EPS), 0.0)
     return jnp.concatenate([jnp.clip(rgb, 0.0, 1.0), a], axis=-1)
 
 
