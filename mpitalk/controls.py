@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpitalk import UserError, camera
+from mpitalk import UserError, camera, run_cli
 
 # ARKit's 52 blendshape names in ARKit's spelling, in the order Live Link Face writes them.
 ARKIT_NAMES: tuple[str, ...] = (
@@ -631,11 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with warnings.catch_warnings():
         warnings.showwarning = show
-        try:
-            return args.func(args)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        return run_cli(lambda: args.func(args))
 
 
 if __name__ == "__main__":

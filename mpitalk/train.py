@@ -39,7 +39,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mpitalk import UserError, camera, checkpoint, diffusion, mpi
+from mpitalk import UserError, camera, checkpoint, diffusion, mpi, run_cli
 from mpitalk.model import PRESETS, Config, MPIModel, build_conditioning, mpi_geometry, sample_mpi
 
 # ------------------------------------------------------------------------------------------
@@ -574,31 +574,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead of training: write the run's latest EMA weights to DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    try:
-        if a.export is not None:
-            out = export(a.workdir, a.export)
-            print(f"wrote {out}")
-            return 0
-        if a.data is None:
-            raise UserError("--data is required for training")
-        config = PRESETS[a.config]()
-        if a.init_from is not None:
-            config = Config.from_dict(checkpoint.read_meta(a.init_from)["config"])
-        if a.resume and (a.workdir / "config.json").is_file():
-            config = Config.from_dict(json.loads((a.workdir / "config.json").read_text()))
-        over = {"batch_size": a.batch, "learning_rate": a.lr,
-                "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every}
-        config = config.replace(**{k: v for k, v in over.items() if v is not None})
-        config = config.replace(**parse_overrides(a.set, config))
-        train_and_evaluate(config, a.workdir, a.data, a.steps, resume=a.resume,
-                           num_workers=a.workers, progress=not a.quiet, init_from=a.init_from)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; resume with --resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(lambda: _run(a), interrupted="interrupted; resume with --resume")
+
+
+def _run(a: argparse.Namespace) -> None:
+    if a.export is not None:
+        out = export(a.workdir, a.export)
+        print(f"wrote {out}")
+        return
+    if a.data is None:
+        raise UserError("--data is required for training")
+    config = PRESETS[a.config]()
+    if a.init_from is not None:
+        config = Config.from_dict(checkpoint.read_meta(a.init_from)["config"])
+    if a.resume and (a.workdir / "config.json").is_file():
+        config = Config.from_dict(json.loads((a.workdir / "config.json").read_text()))
+    over = {"batch_size": a.batch, "learning_rate": a.lr,
+            "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every}
+    config = config.replace(**{k: v for k, v in over.items() if v is not None})
+    config = config.replace(**parse_overrides(a.set, config))
+    train_and_evaluate(config, a.workdir, a.data, a.steps, resume=a.resume,
+                       num_workers=a.workers, progress=not a.quiet, init_from=a.init_from)
 
 
 if __name__ == "__main__":

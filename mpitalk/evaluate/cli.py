@@ -4,11 +4,10 @@ portraits (``--portraits ... --controls``); prints the headline metrics."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mpitalk import UserError
+from mpitalk import UserError, run_cli
 from mpitalk.evaluate.dataset import evaluate_dataset
 from mpitalk.evaluate.generation import load_model
 from mpitalk.evaluate.portraits import evaluate_portraits
@@ -54,14 +53,7 @@ def _fmt(x) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_cli(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from mpitalk import UserError, camera, rig
+from mpitalk import UserError, camera, rig, run_cli
 from mpitalk.synth.identity import Identity, make_identity
 from mpitalk.synth.motion import FPS, make_motion
 from mpitalk.synth.scene import VIEWS, SceneRenderer, view_poses
@@ -216,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preview", action="store_true", help="write DIR/preview.png, a contact sheet")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
+    return run_cli(lambda: _run(a))
+
+
+def _run(a: argparse.Namespace) -> None:
     try:
         if min(a.identities, a.clips_per_identity, a.frames) < 1 or a.size < 16:
             raise UserError(
@@ -231,10 +234,5 @@ def main(argv: list[str] | None = None) -> int:
             preview=a.preview,
             progress=not a.quiet,
         )
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:
-        print(f"error: cannot write under {a.out}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        raise UserError(f"cannot write under {a.out}: {exc}") from None
