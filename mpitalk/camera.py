@@ -134,6 +134,14 @@ def head_pose_matrix(pose6: Array) -> Array:
     return make_pose(R, pose6[..., 3:6])
 
 
+def head_motion(pose_tgt: Array, pose_ref: Array) -> Array:
+    """``tgt_from_ref`` (...,4,4): the camera transform that moves what the camera saw of a head
+    at ``pose_ref`` to where it is at ``pose_tgt`` (both (...,6), the head rigid, the camera
+    fixed): ``cam_from_head(pose_tgt) @ inv(cam_from_head(pose_ref))``. It renders an MPI made
+    in the identity image's camera into a frame's camera (training, generation, evaluation)."""
+    return head_pose_matrix(pose_tgt) @ invert_pose(head_pose_matrix(pose_ref))
+
+
 def head_pose_from_matrix(cam_from_head: Array) -> np.ndarray:
     """Inverse of :func:`head_pose_matrix`: (...,4,4) -> (...,6) (yaw, pitch, roll, tx, ty, tz).
 

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mpitalk import UserError, camera, controls, mpi
+from mpitalk.job import PREV_MODES, SPACES  # the choices live with the job options (no JAX)
 
 # Portrait framing matched to the training data: in synthetic identity images (K = 1.5 S focal,
 # head at 0.6 m) the image side is 2.0 forehead-to-chin heights and the face centre sits 0.06
@@ -41,8 +42,6 @@ CROP_SHIFT_DOWN = -0.06
 MAX_YAW_RAD = np.radians(25.0)
 MAX_PITCH_RAD = np.radians(20.0)
 
-PREV_MODES = ("anchor", "chain", "none")
-SPACES = ("reference", "target")
 
 
 @jax.jit
@@ -133,15 +132,15 @@ def drivable_pose(pose: np.ndarray) -> np.ndarray:
 
 def relative_to_identity(track: controls.Track,
                          identity_info: dict[str, np.ndarray] | None) -> controls.Track:
-    """The track's head rotations taken relative to the identity's: yaw, pitch and roll are
-    added to those MediaPipe read from the identity image, so a track at rest (its rotations
-    zero, as ``controls.driving_track`` and the shipped track make them) keeps the head as the
-    photo shows it rather than turning it to face the camera. Angles add (a small-angle
+    """The track's head motion applied to the photo's pose: each frame's yaw, pitch and roll is
+    the photo's (read by MediaPipe) plus the frame's difference from the track's median, so the
+    track's typical pose (whatever angle it was filmed or exported at) shows the head as the
+    photo does, and the track's motion moves it from there. Angles add (a small-angle
     composition: exact for one axis at a time). Without identity info the track is unchanged."""
     if identity_info is None:
         return track
     pose = np.array(track.pose, dtype=np.float32, copy=True)
-    pose[:, :3] += identity_info["identity_expression"][52:55]
+    pose[:, :3] += identity_info["identity_expression"][52:55] - np.median(pose[:, :3], axis=0)
     return controls.Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
 
 
@@ -168,7 +167,7 @@ def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *,
     """Yield one MPI (D,H,W,4) float32 per track frame, in the frame's own camera.
 
     identity: (S,S,3) float in [0,1] with S = ``config.image_size``. Frames are sampled in clips
-    of ``batch_size``; each clip is conditioned on the previous clip's last rendered frame; the
+    of ``batch_size``; later clips are conditioned on an earlier frame (``prev_mode``); the
     initial noise comes from one PRNG key shared by all frames. ``identity_info``: the
     identity's ``identity_cond`` and ``identity_expression`` (see :func:`identity_conditions`),
     or None. ``prev_mode``: which earlier frame later clips are conditioned on (``PREV_MODES``).
@@ -206,9 +205,8 @@ def generate_mpis(model, config, identity: np.ndarray, track: controls.Track, *,
         ident = np.broadcast_to(identity, (n, S, S, 3)).astype(np.float32)
         rgba = sample_mpi(model, config, ident, cond, key, steps=steps, sampler=sampler)
         if space == "reference":
-            ref_inv = camera.invert_pose(camera.head_pose_matrix(reference_pose(identity_info)))
-            tgt_from_ref = np.stack([camera.head_pose_matrix(p) @ ref_inv
-                                     for p in cond["expression"][:, 52:]]).astype(np.float32)
+            tgt_from_ref = camera.head_motion(cond["expression"][:, 52:],
+                                              reference_pose(identity_info)).astype(np.float32)
             rgba = _reproject_batch(rgba, depths, K, tgt_from_ref)
         rgba = np.asarray(rgba)
         t2 = time.perf_counter()

@@ -36,6 +36,9 @@ DEFAULT_TRACK = DATA_DIR / "default_track.csv"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 NOVEL_VIEWS = ("orbit", "swing", "dolly", "none")
 LAYOUTS = ("sbs", "tb")
+SPACES = ("reference", "target")  # camera the model makes each MPI in (mpitalk.generate)
+PREV_MODES = ("anchor", "chain", "none")  # earlier frame later clips are conditioned on
+POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
 
 
 @dataclass
@@ -67,7 +70,7 @@ class JobOptions:
     ply: int | None = None  # also write a coloured point cloud of this frame
     crf: int = 18  # H.264 quality (lower = better)
     batch_size: int = 4  # frames per generation clip
-    pose_mode: str = "relative"  # relative: track rotations add to the photo's; absolute: as is
+    pose_mode: str = "relative"  # relative: photo's pose + track rotations about their median
     space: str = "reference"  # camera the model makes MPIs in (generate.SPACES)
     prev_mode: str = "anchor"  # earlier frame later clips are conditioned on (generate.PREV_MODES)
     quiet: bool = False  # no progress bars
@@ -87,12 +90,12 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--layout must be one of {LAYOUTS}, got {o.layout!r}")
     if o.novel_view not in NOVEL_VIEWS:
         raise UserError(f"--novel-view must be one of {NOVEL_VIEWS}, got {o.novel_view!r}")
-    if o.pose_mode not in ("relative", "absolute"):
-        raise UserError(f"--pose-mode must be relative or absolute, got {o.pose_mode!r}")
-    if o.space not in ("reference", "target"):  # generate.SPACES, without JAX
-        raise UserError(f"--space must be reference or target, got {o.space!r}")
-    if o.prev_mode not in ("anchor", "chain", "none"):  # generate.PREV_MODES, without JAX
-        raise UserError(f"--prev-mode must be anchor, chain or none, got {o.prev_mode!r}")
+    if o.pose_mode not in POSE_MODES:
+        raise UserError(f"--pose-mode must be one of {POSE_MODES}, got {o.pose_mode!r}")
+    if o.space not in SPACES:
+        raise UserError(f"--space must be one of {SPACES}, got {o.space!r}")
+    if o.prev_mode not in PREV_MODES:
+        raise UserError(f"--prev-mode must be one of {PREV_MODES}, got {o.prev_mode!r}")
     if o.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.convergence_m is not None and not o.convergence_m > 0:

@@ -253,15 +253,17 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     """The MPI ``rgba`` (D,H,W,4, straight alpha, back to front) moved into another camera with
     the same intrinsics and the same plane depths.
 
-    Each source plane is warped into the target image by its homography; a warped plane is
-    tilted in the target camera, so each of its pixels goes to the target plane nearest (in
-    disparity) to where that pixel's ray meets it, and source planes that land on the same
-    target plane are over-composited there in order. Parallel planes keep their order along
-    every ray, so seen from the target camera the result renders exactly what ``render(rgba,
-    depths, K, tgt_from_src)`` shows; around it (stereo eyes, small orbits) its parallax is that
-    of the true surfaces to within half a plane spacing. The back plane stays the back plane and
-    is sampled clamped to the image edge, so target pixels the source camera never saw take
-    the nearest edge colour instead of being left empty.
+    Each source plane is warped into the target image by its homography and put, whole, on the
+    target plane nearest (in disparity) to where it crosses the target camera's central ray;
+    source planes that land on the same target plane are over-composited there in order. The
+    back plane stays the back plane. Parallel planes keep their order along every ray, so the
+    assignment is monotone and, seen from the target camera, the result renders what
+    ``render(rgba, depths, K, tgt_from_src)`` shows, exactly wherever the source camera saw
+    the back plane. Around the target camera (stereo eyes, small orbits) the parallax is that of
+    each warped plane's centre depth: a turn's tilt across a plane is dropped, a move towards or
+    away from the camera is kept, and whole planes move together, so surfaces never tear. The
+    back plane is sampled clamped to the image edge, so target pixels the source camera never saw
+    take the nearest edge colour instead of being left empty.
     """
     rgba = jnp.asarray(rgba, dtype=jnp.float32)
     depths = jnp.asarray(depths, dtype=jnp.float32)
@@ -278,15 +280,20 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     xy = q[..., :2] / jnp.where(jnp.abs(q[..., 2:]) < _EPS, _EPS, q[..., 2:])
     xy = jnp.clip(xy, 0.5, jnp.array([W - 0.5, H - 0.5], jnp.float32))
     warped = warped.at[0].set(bilinear_zero(premult[0], xy) * (z[0] > 0)[..., None])
-    # target plane of each warped pixel: nearest in disparity; the back plane stays at the back
-    disparity = 1.0 / jnp.where(z > 0, z, jnp.inf)
-    slot = jnp.argmin(jnp.abs(disparity[:, None] - 1.0 / depths[None, :, None, None]), axis=1)
-    slot = slot.at[0].set(0)
-    planes = jnp.arange(D)[:, None, None]
+    # target plane of each source plane: nearest in disparity where it meets the central ray
+    # (the principal point's ray); running max keeps the order if a plane is behind the camera
+    c = jnp.linalg.inv(K) @ jnp.array([K[0, 2], K[1, 2], 1.0])
+    n_t = tgt_from_src[:3, 2]  # plane normal in the target camera (see plane_z_in_target)
+    denom = jnp.dot(n_t, c)
+    z_c = (depths + jnp.dot(n_t, tgt_from_src[:3, 3])) / jnp.where(jnp.abs(denom) < _EPS, _EPS,
+                                                                    denom)
+    disparity = 1.0 / jnp.where(z_c > 0, z_c, jnp.inf)
+    slot = jnp.argmin(jnp.abs(disparity[:, None] - 1.0 / depths[None, :]), axis=1)
+    slot = lax.cummax(slot.at[0].set(0), axis=0)
 
     def over(acc, xs):  # source planes back to front, each over its target plane
         c, s = xs
-        onehot = (planes == s[None]).astype(jnp.float32)[..., None]  # (D,H,W,1)
+        onehot = (jnp.arange(D) == s).astype(jnp.float32)[:, None, None, None]  # (D,1,1,1)
         return acc * (1.0 - onehot * c[None, ..., 3:]) + onehot * c[None], None
 
     out, _ = lax.scan(over, jnp.zeros((D, H, W, 4)), (warped, slot))

@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply head rotation and offset")
     g.add_argument("--smooth", type=float, default=d.smooth, metavar="SECONDS",
                    help="Savitzky-Golay smoothing window (0 = none)")
-    g.add_argument("--pose-mode", choices=("relative", "absolute"), default=d.pose_mode,
-                   help="relative: the track's head rotations are added to the photo's (a track "
-                        "at rest keeps the pose of the photo); absolute: used as they are")
+    g.add_argument("--pose-mode", choices=job.POSE_MODES, default=d.pose_mode,
+                   help="relative: the photo's head pose, moved by the track's rotations about "
+                        "their median; absolute: the track's rotations as they are")
     g = p.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=d.seed, help="noise seed (shared by all frames)")
     g.add_argument("--steps", type=int, default=d.steps, help="sampler steps")
@@ -70,11 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="frames per clip (later clips are conditioned on an earlier frame: "
                         "--prev-mode)")
-    g.add_argument("--space", choices=("reference", "target"), default=d.space,
+    g.add_argument("--space", choices=job.SPACES, default=d.space,
                    help="camera the model makes each MPI in: reference = the photo's (then "
                         "moved into the frame's camera; robust to head turns), target = the "
                         "frame's own")
-    g.add_argument("--prev-mode", choices=("anchor", "chain", "none"), default=d.prev_mode,
+    g.add_argument("--prev-mode", choices=job.PREV_MODES, default=d.prev_mode,
                    help="frame later clips are conditioned on: anchor = the first clip's last "
                         "frame (no build-up of errors), chain = the previous clip's last frame, "
                         "none = no frame")
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eye-size", type=int, metavar="N",
                    help="pixels per eye (width); default 512 when generating, the MPI's width "
                         "with --mpi")
-    g.add_argument("--layout", choices=("sbs", "tb"), default=d.layout,
+    g.add_argument("--layout", choices=job.LAYOUTS, default=d.layout,
                    help="stereo packing: side by side (NAME_LR.mp4) or top-bottom (NAME_TB.mp4)")
     g.add_argument("--half", action="store_true",
                    help="half-width (sbs) / half-height (tb) packing")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--convergence-m", type=float, default=camera.DEFAULT_HEAD_DEPTH_M,
                    help="depth put at zero disparity (the screen plane): disparity(d) = "
                         "f*ipd*(1/d - 1/convergence); inf = parallel eyes")
-    g.add_argument("--novel-view", choices=("orbit", "swing", "dolly", "none"),
+    g.add_argument("--novel-view", choices=job.NOVEL_VIEWS,
                    default=d.novel_view, help="camera path of the mono novel-view video")
     g.add_argument("--audio", metavar="FILE", help="audio to mux (must match the video length)")
     g.add_argument("--ply", nargs="?", type=int, const=0, metavar="FRAME",

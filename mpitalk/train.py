@@ -23,6 +23,7 @@ optimizer, step 0) and takes that model's config, with the command line's overri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -89,8 +90,7 @@ def make_sample(clips: list[dict[str, np.ndarray]], config: Config, n: int) -> d
     has_prev = float(rng.random() >= config.p_drop_prev)
     has_id = float(rng.random() >= config.p_drop_identity_info)
     pose_t, pose_ref = clip["pose"][t], clip["identity_pose"]
-    tgt_from_ref = camera.head_pose_matrix(pose_t) @ camera.invert_pose(
-        camera.head_pose_matrix(pose_ref))
+    tgt_from_ref = camera.head_motion(pose_t, pose_ref)
     return {
         "identity": clip["identity_rgb"],
         "identity_cond": clip["identity_cond"] * np.uint8(has_id),
@@ -233,6 +233,9 @@ def lr_schedule(config: Config) -> optax.Schedule:
     """Linear warm-up to the peak rate, then constant (``decay_steps`` 0) or a cosine down to
     ``final_lr_fraction`` of the peak at ``decay_steps``."""
     warmup = max(config.warmup_steps, 1)
+    if 0 < config.decay_steps <= warmup:
+        raise UserError(f"decay_steps ({config.decay_steps}) must exceed warmup_steps "
+                        f"({warmup}), or be 0 for a constant rate")
     lr = optax.linear_schedule(config.learning_rate / warmup, config.learning_rate, warmup)
     if config.decay_steps > warmup:
         cosine = optax.cosine_decay_schedule(config.learning_rate, config.decay_steps - warmup,
@@ -292,10 +295,11 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
 # the loop
 
 
-# fields that fix the parameters' shapes and meaning: a saved model fits a run only if they match
+# fields that fix the parameters' shapes and meaning (sigma_data: the EDM input scaling): a saved
+# model fits a run only if they match
 ARCHITECTURE_FIELDS = ("image_size", "num_planes", "near_m", "far_m", "focal_scale", "stem_factor",
                        "channels", "blocks_per_level", "attention_levels", "attention_heads",
-                       "emb_dim", "sweep_depths_m")
+                       "emb_dim", "sweep_depths_m", "sigma_data")
 
 
 class Trainer:
@@ -342,8 +346,8 @@ class Trainer:
         for name in ARCHITECTURE_FIELDS:
             if getattr(saved_config, name) != getattr(self.config, name):
                 raise UserError(f"{path}: its {name} is {getattr(saved_config, name)!r}, this "
-                                f"run's is {getattr(self.config, name)!r}; drop --config/"
-                                "overrides that change the network")
+                                f"run's is {getattr(self.config, name)!r}; drop the --set that "
+                                "changes it")
         params = replicate(self.mesh, nnx.state(saved, nnx.Param))
         nnx.update(self.model, params)
         self.ema = jax.tree.map(jnp.copy, params)
@@ -533,9 +537,10 @@ def parse_overrides(items: list[str], config: Config) -> dict[str, Any]:
     """``["field=value", ...]`` -> {field: value}; values parse as JSON (lists become tuples),
     and must have the field's current type (ints pass for floats)."""
     out = {}
+    fields = {f.name for f in dataclasses.fields(config)}
     for item in items:
         name, sep, text = item.partition("=")
-        if not sep or not hasattr(config, name):
+        if not sep or name not in fields:
             raise UserError(f"--set {item!r}: expected FIELD=VALUE with a Config field name "
                             "(see mpitalk/model/config.py)")
         try:
@@ -547,8 +552,12 @@ def parse_overrides(items: list[str], config: Config) -> dict[str, Any]:
         current = getattr(config, name)
         if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if type(value) is not type(current):
-            raise UserError(f"--set {item!r}: {name} takes a {type(current).__name__}")
+        if type(value) is not type(current) or (isinstance(value, tuple) and current and any(
+                type(v) is not type(current[0]) for v in value)):
+            kind = type(current).__name__
+            if isinstance(current, tuple) and current:
+                kind += f" of {type(current[0]).__name__}"
+            raise UserError(f"--set {item!r}: {name} takes a {kind}")
         out[name] = value
     return out
 
@@ -556,7 +565,8 @@ def parse_overrides(items: list[str], config: Config) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mpitalk.train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", choices=sorted(PRESETS), default="tiny", help="config preset")
+    p.add_argument("--config", choices=sorted(PRESETS), default=None,
+                   help="config preset (default: tiny; with --init-from: the saved model's)")
     p.add_argument("--data", type=Path, help="dataset folder (python -m mpitalk.synth --out)")
     p.add_argument("--workdir", type=Path, required=True, help="run folder")
     p.add_argument("--steps", type=int, default=100_000, help="total training steps")
@@ -577,6 +587,13 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _run(a), interrupted="interrupted; resume with --resume")
 
 
+def _config_from(d: dict, where) -> Config:
+    try:
+        return Config.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: {exc}; it was written by another mpitalk version") from None
+
+
 def _run(a: argparse.Namespace) -> None:
     if a.export is not None:
         out = export(a.workdir, a.export)
@@ -584,11 +601,15 @@ def _run(a: argparse.Namespace) -> None:
         return
     if a.data is None:
         raise UserError("--data is required for training")
-    config = PRESETS[a.config]()
+    if a.init_from is not None and a.config is not None:
+        raise UserError("--init-from takes the saved model's config; drop --config (change "
+                        "training fields with --set FIELD=VALUE)")
+    config = PRESETS[a.config or "tiny"]()
     if a.init_from is not None:
-        config = Config.from_dict(checkpoint.read_meta(a.init_from)["config"])
+        config = _config_from(checkpoint.read_meta(a.init_from)["config"], a.init_from)
     if a.resume and (a.workdir / "config.json").is_file():
-        config = Config.from_dict(json.loads((a.workdir / "config.json").read_text()))
+        path = a.workdir / "config.json"
+        config = _config_from(json.loads(path.read_text()), path)
     over = {"batch_size": a.batch, "learning_rate": a.lr,
             "checkpoint_every": a.checkpoint_every, "sample_every": a.sample_every}
     config = config.replace(**{k: v for k, v in over.items() if v is not None})

@@ -3,8 +3,10 @@ tracks, for each way of conditioning later clips on an earlier frame (``generate
 
 Held-out synthetic clips are only 12 frames long, so each track is the clip played forwards and
 backwards (0..11, 10..0, 1..11, ...) to ``--length`` frames: every frame still has its ground
-truth. Generation is exactly the main job's (``generate.generate_mpis``, identity expression and
-pose read by MediaPipe, clips of ``--batch-size`` frames, one shared noise).
+truth. Generation is the main job's (``generate.generate_mpis``, identity expression and pose
+read by MediaPipe, clips of ``--batch-size`` frames, one shared noise), except that the synthetic
+identity image is used as it is (no portrait crop) and the track's true head poses are used as
+they are (no ``--pose-mode relative``), so that frames can be scored against ground truth.
 
     python scripts/eval_drift.py --data synthdata_v2 [--ckpt DIR] [--clips 4] [--length 48]
 """

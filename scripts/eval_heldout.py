@@ -71,11 +71,10 @@ def main(argv=None) -> int:
         ident = np.broadcast_to(clip["identity_rgb"] / 255.0, (n,) + clip["identity_rgb"].shape)
         rgba = np.asarray(sample_mpi(model, config, ident.astype(np.float32), cond,
                                      jax.random.key(0), steps=a.steps, sampler=a.sampler))
-        ref_pose = camera.head_pose_matrix(clip["identity_pose"])
         flat = np.concatenate([clip["identity_rgb"] / 255.0,
                                np.ones(clip["identity_rgb"].shape[:2] + (1,))], -1)[None]
         for k, t in enumerate(ts):
-            tgt_from_ref = camera.head_pose_matrix(clip["pose"][t]) @ camera.invert_pose(ref_pose)
+            tgt_from_ref = camera.head_motion(clip["pose"][t], clip["identity_pose"])
             for v in VIEWS:
                 view_from_tgt = (np.eye(4, dtype=np.float32) if v == "target"
                                  else clip[f"{v}_from_target"][t])

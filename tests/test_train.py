@@ -136,12 +136,16 @@ def test_init_from_cli_starts_a_run_and_records_where_from(tmp_path):
     assert run_config["p_drop_prev"] == 0.9 and run_config["prev_noise"] == 0.1
     assert run_config["channels"] == list(CFG.channels)
     assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 2
+    rc = train.main(["--init-from", str(saved), "--config", "tiny", "--data", str(data),
+                     "--workdir", str(tmp_path / "c"), "--quiet"])
+    assert rc == 1 and not (tmp_path / "c").exists()
 
 
 def test_config_overrides_parse_and_reject_bad_fields():
     got = train.parse_overrides(["p_drop_prev=1", "channels=[8,16]", "sample_steps=4"], CFG)
     assert got == {"p_drop_prev": 1.0, "channels": (8, 16), "sample_steps": 4}
-    for bad in (["nope=1"], ["p_drop_prev"], ["sample_steps=0.5"], ["p_drop_prev=abc"]):
+    for bad in (["nope=1"], ["p_drop_prev"], ["sample_steps=0.5"], ["p_drop_prev=abc"],
+                ["replace=1"], ["channels=[8.5,16]"]):
         with pytest.raises(train.UserError, match="--set"):
             train.parse_overrides(bad, CFG)
 
@@ -157,5 +161,7 @@ def test_learning_rate_schedule_warms_up_then_decays_by_cosine():
             u = min(k - 10, 100) / 100
             want = 2.0 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * u)))
         np.testing.assert_allclose(float(sched(k)), want, rtol=1e-5, err_msg=f"step {k}")
+    with pytest.raises(train.UserError, match="decay_steps"):
+        train.lr_schedule(CFG.replace(warmup_steps=10, decay_steps=5))
     constant = train.lr_schedule(CFG.replace(warmup_steps=4, learning_rate=2.0))
     np.testing.assert_allclose([float(constant(k)) for k in (4, 50, 10_000)], 2.0)

@@ -51,8 +51,7 @@ def clip_view_poses(clip: dict[str, np.ndarray], t: int) -> np.ndarray:
 
 def tgt_from_ref(pose_t: np.ndarray, identity_pose: np.ndarray) -> np.ndarray:
     """The rigid motion of the head (and backdrop) from the identity image to frame t."""
-    return (camera.head_pose_matrix(pose_t) @
-            camera.invert_pose(camera.head_pose_matrix(identity_pose))).astype(np.float32)
+    return camera.head_motion(pose_t, identity_pose).astype(np.float32)
 
 
 # --- one clip -------------------------------------------------------------------------------

@@ -93,8 +93,7 @@ def build_conditioning(config: Config, identity: jax.Array, cond: dict[str, Any]
     # where the identity info is absent, its pose is the default one (as at generation)
     default = jnp.asarray(camera.default_head_pose())
     ref_pose = jnp.where(has_id[:, None] > 0.5, id_expr[:, 52:], default)
-    tgt_from_ref = camera.head_pose_matrix(expression[:, 52:]) @ camera.invert_pose(
-        camera.head_pose_matrix(ref_pose))
+    tgt_from_ref = camera.head_motion(expression[:, 52:], ref_pose)
     eye = jnp.broadcast_to(jnp.eye(4), (B, 4, 4))
     ref_space = (space > 0.5)[:, None, None]
     ref_from_mpi = jnp.where(ref_space, eye, camera.invert_pose(tgt_from_ref))
