@@ -471,13 +471,19 @@ def preview_batch(clips: list[dict[str, np.ndarray]], config: Config) -> dict[st
 
 def preview_images(model: MPIModel, preview: dict[str, np.ndarray], steps: int,
                    key: jax.Array | None = None) -> dict[str, np.ndarray]:
-    """Sample the preview batch: target-view render, alpha-weighted depth, +10 degree view."""
+    """Sample the preview batch as generation does by default (the MPI made in the identity's
+    camera, then moved into the target camera): target-view render, alpha-weighted depth,
+    +10 degree view."""
     config = model.config
     cond = {k: preview[k] for k in ("identity_cond", "identity_expression", "cond_render",
                                     "expression", "prev_frame", "has_prev")}
+    cond["camera_space"] = np.ones(len(preview["identity"]), np.float32)
     key = jax.random.key(config.seed + 1) if key is None else key
     rgba = sample_mpi(model, config, preview["identity"], cond, key, steps=steps)
     depths, K = mpi_geometry(config)
+    tgt_from_ref = camera.head_motion(preview["expression"][:, 52:],
+                                      preview["identity_expression"][:, 52:])
+    rgba = jax.lax.map(lambda a: mpi.reproject(a[0], depths, K, a[1]), (rgba, tgt_from_ref))
     render = jax.vmap(lambda m: mpi.composite(m)[0])(rgba)
     depth = jax.vmap(lambda m: mpi.alpha_weighted_depth(m, depths))(rgba)
     side = jax.vmap(lambda m, T: mpi.render(m, depths, K, T).rgb)(rgba,

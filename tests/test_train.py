@@ -165,3 +165,19 @@ def test_learning_rate_schedule_warms_up_then_decays_by_cosine():
         train.lr_schedule(CFG.replace(warmup_steps=10, decay_steps=5))
     constant = train.lr_schedule(CFG.replace(warmup_steps=4, learning_rate=2.0))
     np.testing.assert_allclose([float(constant(k)) for k in (4, 50, 10_000)], 2.0)
+
+
+def test_sample_grid_and_loss_curve_are_written(tmp_path):
+    from PIL import Image
+
+    clips = train.fake_clips(3, CFG.image_size, 4)
+    preview = train.preview_batch(clips, CFG)
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(
+        {"step": s, "loss": 1.0 / s, "mse_target": 0.1, "mse_reference": 0.2}) for s in (1, 2)))
+    model = M.MPIModel(CFG, rngs=nnx.Rngs(0))
+    train.write_report(tmp_path, model, preview, 7)
+    grid = np.asarray(Image.open(tmp_path / "samples_0000007.png"))
+    S = CFG.image_size
+    assert grid.shape == (5 * S, 3 * S, 3)  # identity, target, render, depth, side; 3 clips
+    np.testing.assert_array_equal(grid[:S, :S], np.round(clips[0]["identity_rgb"]))
+    assert (tmp_path / "loss_curve.png").stat().st_size > 1000
