@@ -8,6 +8,9 @@ with a description of the machine (CPU model, cores, RAM, JAX backend, package v
 A benchmark that is missing, fails or times out is reported in the table, never a crash.
 
     python -m bench [--only NAME ...] [--skip NAME ...] [--quick] [--timeout 1200]
+
+With ``--only`` / ``--skip`` the other benchmarks' entries are carried over from the existing
+``results.json`` (marked ``from_run_at``), so a partial run updates the table in place.
     python bench/run_all.py ...
 """
 
@@ -245,6 +248,15 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = {"status": "missing", "message": f"bench/bench_{name}.py not found"}
             continue
         runs[name] = run_one(name, args.quick, args.timeout)
+    if (args.only is not None or args.skip) and args.json.is_file():
+        # a partial run updates the table: benchmarks not run now keep their last results
+        try:
+            previous = json.loads(args.json.read_text())
+        except ValueError:
+            previous = {}
+        for name, run in previous.get("benchmarks", {}).items():
+            if name not in runs and name in present:
+                runs[name] = dict(run, from_run_at=run.get("from_run_at", previous.get("time")))
     desc = machine()
     rows = headlines(runs)
     print_table(rows, runs, desc)
@@ -253,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
               "headlines": rows, "benchmarks": runs}
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {args.json}")
-    failed = [n for n, r in runs.items() if r["status"] != "ok"]
+    failed = [n for n, r in runs.items() if r["status"] != "ok" and "from_run_at" not in r]
     return 1 if failed else 0
 
 
