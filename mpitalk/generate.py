@@ -43,10 +43,7 @@ MAX_YAW_RAD = np.radians(25.0)
 MAX_PITCH_RAD = np.radians(20.0)
 
 
-
-@jax.jit
-def _reproject_batch(rgba, depths, K, tgt_from_ref):
-    return jax.lax.map(lambda a: mpi.reproject(a[0], depths, K, a[1]), (rgba, tgt_from_ref))
+_reproject_batch = jax.jit(mpi.reproject_many)
 
 
 def reference_pose(identity_info: dict[str, np.ndarray] | None) -> np.ndarray:

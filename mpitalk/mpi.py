@@ -138,12 +138,21 @@ def bilinear_zero(image: jax.Array, xy: jax.Array) -> jax.Array:
             + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
 
 
-def _warp_general(plane: jax.Array, H_src_from_tgt: jax.Array, h: int, w: int) -> jax.Array:
-    """One premultiplied plane (H,W,4) warped to (h,w,4) by a homography, 2-D bilinear gather."""
+def _source_xy(H_src_from_tgt: jax.Array, h: int, w: int) -> jax.Array:
+    """(h,w,2) source pixel coordinates of each target pixel centre under a homography."""
     q = pixel_grid(h, w) @ H_src_from_tgt.T
     # a non-positive third coordinate means the source point is behind: masked by the caller
-    xy = q[..., :2] / jnp.where(jnp.abs(q[..., 2:]) < _EPS, _EPS, q[..., 2:])
-    return bilinear_zero(plane, xy)
+    return q[..., :2] / jnp.where(jnp.abs(q[..., 2:]) < _EPS, _EPS, q[..., 2:])
+
+
+def _premultiply(rgba: jax.Array) -> jax.Array:
+    """Straight-alpha (...,4) -> premultiplied (...,4)."""
+    return jnp.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], axis=-1)
+
+
+def _warp_general(plane: jax.Array, H_src_from_tgt: jax.Array, h: int, w: int) -> jax.Array:
+    """One premultiplied plane (H,W,4) warped to (h,w,4) by a homography, 2-D bilinear gather."""
+    return bilinear_zero(plane, _source_xy(H_src_from_tgt, h, w))
 
 
 def _warp_shift_x(plane: jax.Array, shift_px: jax.Array) -> jax.Array:
@@ -179,7 +188,7 @@ def _over_scan(warp_one, planes, params, z_of_plane, hw):
         plane, param, i = xs
         z = z_of_plane(i)
         # premultiply before interpolating, so that colour fades with alpha at plane edges
-        premult = jnp.concatenate([plane[..., :3] * plane[..., 3:], plane[..., 3:]], axis=-1)
+        premult = _premultiply(plane)
         c = warp_one(premult, param) * (z > 0)[..., None]  # behind the target camera: dropped
         a = c[..., 3]
         keep = 1.0 - a
@@ -272,13 +281,11 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     D, H, W, _ = rgba.shape
     Hs = homographies(depths, K, tgt_from_src, K)
     z = plane_z_in_target(depths, K, tgt_from_src, H, W)
-    premult = jnp.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], axis=-1)
+    premult = _premultiply(rgba)
     warped = jax.vmap(lambda p, Hm: _warp_general(p, Hm, H, W))(premult, Hs)
     warped = warped * (z > 0)[..., None]
     # the back plane: clamped to the edge (texel centres 0.5 .. size - 0.5)
-    q = pixel_grid(H, W) @ Hs[0].T
-    xy = q[..., :2] / jnp.where(jnp.abs(q[..., 2:]) < _EPS, _EPS, q[..., 2:])
-    xy = jnp.clip(xy, 0.5, jnp.array([W - 0.5, H - 0.5], jnp.float32))
+    xy = jnp.clip(_source_xy(Hs[0], H, W), 0.5, jnp.array([W - 0.5, H - 0.5], jnp.float32))
     warped = warped.at[0].set(bilinear_zero(premult[0], xy) * (z[0] > 0)[..., None])
     # target plane of each source plane: nearest in disparity where it meets the central ray
     # (the principal point's ray); running max keeps the order if a plane is behind the camera
@@ -300,6 +307,12 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     a = out[..., 3:]
     rgb = jnp.where(a > _EPS, out[..., :3] / jnp.maximum(a, _EPS), 0.0)
     return jnp.concatenate([jnp.clip(rgb, 0.0, 1.0), a], axis=-1)
+
+
+def reproject_many(rgba: jax.Array, depths: jax.Array, K: jax.Array,
+                   tgt_from_src: jax.Array) -> jax.Array:
+    """:func:`reproject` for a batch: MPIs (N,D,H,W,4) and poses (N,4,4), one after another."""
+    return lax.map(lambda a: reproject(a[0], depths, K, a[1]), (rgba, jnp.asarray(tgt_from_src)))
 
 
 def alpha_weighted_depth(rgba: jax.Array, depths: jax.Array) -> jax.Array:

@@ -483,7 +483,7 @@ def preview_images(model: MPIModel, preview: dict[str, np.ndarray], steps: int,
     depths, K = mpi_geometry(config)
     tgt_from_ref = camera.head_motion(preview["expression"][:, 52:],
                                       preview["identity_expression"][:, 52:])
-    rgba = jax.lax.map(lambda a: mpi.reproject(a[0], depths, K, a[1]), (rgba, tgt_from_ref))
+    rgba = mpi.reproject_many(rgba, depths, K, tgt_from_ref)
     render = jax.vmap(lambda m: mpi.composite(m)[0])(rgba)
     depth = jax.vmap(lambda m: mpi.alpha_weighted_depth(m, depths))(rgba)
     side = jax.vmap(lambda m, T: mpi.render(m, depths, K, T).rgb)(rgba,
