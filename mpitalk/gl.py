@@ -225,7 +225,8 @@ class GLRenderer:
     def tile_mask(self, tgt_from_src: np.ndarray, K_tgt: np.ndarray,
                   size: tuple[int, int]) -> np.ndarray:
         """(th,tw,4) uint32: bit i%32 of word i//32 set where plane i may show in that target
-        tile (a conservative superset: the bounding box of each projected source rectangle)."""
+        tile (a conservative superset: the bounding box of each projected source rectangle; the
+        back plane, which extends past its edges, in every tile)."""
         w, h = size
         th, tw = -(-h // TILE), -(-w // TILE)
         D = len(self.depths)
@@ -259,6 +260,8 @@ class GLRenderer:
                               np.ones_like(j0)])
         diff = np.bincount(idx, weights=sgn, minlength=D * stride).reshape(D, th + 1, tw + 1)
         covered = diff.cumsum(1).cumsum(2)[:, :th, :tw] > 0.5  # (D,th,tw)
+        if (self._rects[:, 0] == 0).any():  # the back plane extends past its edges (mpi.frag)
+            covered[0] = True
         bits = np.zeros((th, tw, MAX_PLANES), dtype=bool)
         bits[..., :D] = covered.transpose(1, 2, 0)
         return np.packbits(bits, axis=-1, bitorder="little").view("<u4")

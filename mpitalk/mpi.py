@@ -4,8 +4,10 @@ An MPI is ``rgba`` (D,H,W,4) with straight (not premultiplied) alpha in [0,1], p
 back to front (index 0 = farthest), fronto-parallel in the MPI's own (source) camera at ``depths``
 (D,) metres, uniform in disparity (Zhou et al. 2018, "Stereo Magnification"). Rendering to a new
 camera warps every plane by its plane-induced homography (Hartley & Zisserman, eq. 13.2),
-samples it bilinearly (premultiplied colour, so edges fade instead of darkening; outside the plane
-is transparent), drops plane points behind the target camera, and composites with the over
+samples it bilinearly (premultiplied colour, so edges fade instead of darkening; outside a plane
+is transparent, except for the back plane: it is the backdrop, sampled clamped to its edge
+texels, so a view beyond the MPI's field of view continues the backdrop instead of showing empty
+black wedges), drops plane points behind the target camera, and composites with the over
 operator back to front.
 
 All functions are JAX, jit/grad/vmap safe, and accept numpy input.
@@ -150,53 +152,62 @@ def _premultiply(rgba: jax.Array) -> jax.Array:
     return jnp.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], axis=-1)
 
 
-def _warp_general(plane: jax.Array, H_src_from_tgt: jax.Array, h: int, w: int) -> jax.Array:
-    """One premultiplied plane (H,W,4) warped to (h,w,4) by a homography, 2-D bilinear gather."""
-    return bilinear_zero(plane, _source_xy(H_src_from_tgt, h, w))
+def _warp_general(plane: jax.Array, H_src_from_tgt: jax.Array, h: int, w: int,
+                  clamp: bool = False) -> jax.Array:
+    """One premultiplied plane (H,W,4) warped to (h,w,4) by a homography, 2-D bilinear gather.
+    Outside the plane reads zero, or with ``clamp`` (the back plane) the nearest edge texels."""
+    xy = _source_xy(H_src_from_tgt, h, w)
+    if clamp:  # texel centres span 0.5 .. size - 0.5: inside that, every tap is a real texel
+        H, W = plane.shape[:2]
+        xy = jnp.clip(xy, 0.5, jnp.array([W - 0.5, H - 0.5], jnp.float32))
+    return bilinear_zero(plane, xy)
 
 
-def _warp_shift_x(plane: jax.Array, shift_px: jax.Array) -> jax.Array:
+def _warp_shift_x(plane: jax.Array, shift_px: jax.Array, clamp: bool = False) -> jax.Array:
     """One plane (H,W,C) shifted horizontally: ``out[:, j]`` = the plane sampled at
-    x = j + 0.5 + shift.
+    x = j + 0.5 + shift (zero outside; with ``clamp``, the nearest edge column).
 
     The fast path for translation-only poses in x with equal intrinsics (stereo eyes): each
     plane's homography is a pure horizontal shift, so bilinear sampling reduces to blending two
-    integer-shifted copies, which are contiguous slices of a zero-padded plane.
+    integer-shifted copies, which are contiguous slices of a padded plane (zeros, or the edge
+    columns repeated: the same as clamping the sample position to the texel centres).
     """
     H, W, C = plane.shape
     k = jnp.floor(shift_px)
     f = shift_px - k
     k = jnp.clip(k.astype(jnp.int32), -W - 1, W)
-    padded = jnp.pad(plane, ((0, 0), (W + 1, W + 1), (0, 0)))
+    padded = jnp.pad(plane, ((0, 0), (W + 1, W + 1), (0, 0)), mode="edge" if clamp else "constant")
     a = lax.dynamic_slice(padded, (0, W + 1 + k, 0), (H, W, C))
     b = lax.dynamic_slice(padded, (0, W + 2 + k, 0), (H, W, C))
     return (1 - f) * a + f * b
 
 
-def _over_scan(warp_one, planes, params, z_of_plane, hw):
+def _over_scan(warp_one, planes, params, z_of_plane):
     """Warp and over-composite planes back to front in one pass (no (D,h,w,4) intermediate).
 
-    ``planes`` (D,H,W,4) straight alpha; ``warp_one(premultiplied plane, param) -> (h,w,4)``;
-    ``z_of_plane(i) -> (h,w)`` target z.
-    Carry: premultiplied colour, alpha, and alpha-weighted depth, each updated by the over
-    operator ``acc = acc * (1 - a) + new``.
+    ``planes`` (D,H,W,4) straight alpha; ``warp_one(premultiplied plane, param, clamp) ->
+    (h,w,4)``, ``clamp`` True for the back plane (edge texels extend it); ``z_of_plane(i) ->
+    (h,w)`` target z. Carry: premultiplied colour, alpha, and alpha-weighted depth, each updated
+    by the over operator ``acc = acc * (1 - a) + new``, starting from the back plane.
     """
-    h, w = hw
+
+    def contribution(plane, param, i, clamp):
+        z = z_of_plane(i)
+        # premultiply before interpolating, so that colour fades with alpha at plane edges
+        c = warp_one(_premultiply(plane), param, clamp)
+        return c * (z > 0)[..., None], z  # behind the target camera: dropped
 
     def step(carry, xs):
         rgb, alpha, dsum = carry
-        plane, param, i = xs
-        z = z_of_plane(i)
-        # premultiply before interpolating, so that colour fades with alpha at plane edges
-        premult = _premultiply(plane)
-        c = warp_one(premult, param) * (z > 0)[..., None]  # behind the target camera: dropped
+        c, z = contribution(*xs, False)
         a = c[..., 3]
         keep = 1.0 - a
         return (rgb * keep[..., None] + c[..., :3], alpha * keep + a, dsum * keep + a * z), None
 
-    init = (jnp.zeros((h, w, 3)), jnp.zeros((h, w)), jnp.zeros((h, w)))
-    idx = jnp.arange(planes.shape[0])
-    (rgb, alpha, dsum), _ = lax.scan(step, init, (planes, params, idx))
+    c0, z0 = contribution(planes[0], params[0], 0, True)
+    init = (c0[..., :3], c0[..., 3], c0[..., 3] * z0)
+    idx = jnp.arange(1, planes.shape[0])
+    (rgb, alpha, dsum), _ = lax.scan(step, init, (planes[1:], params[1:], idx))
     return RenderOut(rgb, alpha, dsum / jnp.maximum(alpha, _EPS))
 
 
@@ -234,8 +245,8 @@ def render(rgba: jax.Array, depths: jax.Array, K_src: jax.Array, tgt_from_src: j
         return d_t[i] / denom
 
     def general(_):
-        return _over_scan(lambda p, Hm: _warp_general(p, Hm, h, w), rgba, Hs, z_of_plane,
-                          (h, w))
+        return _over_scan(lambda p, Hm, clamp: _warp_general(p, Hm, h, w, clamp), rgba, Hs,
+                          z_of_plane)
 
     if (h, w) != (H, W):
         return general(None)
@@ -243,7 +254,7 @@ def render(rgba: jax.Array, depths: jax.Array, K_src: jax.Array, tgt_from_src: j
                   & (jnp.abs(t[2]) < 1e-9) & (jnp.max(jnp.abs(K_tgt - K_src)) < 1e-6))
     # For such poses H_src_from_tgt maps x -> x + H[0,2] (a pure shift; see homographies).
     return lax.cond(shift_only,
-                    lambda _: _over_scan(_warp_shift_x, rgba, Hs[:, 0, 2], z_of_plane, (h, w)),
+                    lambda _: _over_scan(_warp_shift_x, rgba, Hs[:, 0, 2], z_of_plane),
                     general, None)
 
 
@@ -266,13 +277,12 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     target plane nearest (in disparity) to where it crosses the target camera's central ray;
     source planes that land on the same target plane are over-composited there in order. The
     back plane stays the back plane. Parallel planes keep their order along every ray, so the
-    assignment is monotone and, seen from the target camera, the result renders what
-    ``render(rgba, depths, K, tgt_from_src)`` shows, exactly wherever the source camera saw
-    the back plane. Around the target camera (stereo eyes, small orbits) the parallax is that of
-    each warped plane's centre depth: a turn's tilt across a plane is dropped, a move towards or
-    away from the camera is kept, and whole planes move together, so surfaces never tear. The
-    back plane is sampled clamped to the image edge, so target pixels the source camera never saw
-    take the nearest edge colour instead of being left empty.
+    assignment is monotone and, seen from the target camera, the result renders exactly what
+    ``render(rgba, depths, K, tgt_from_src)`` shows (the back plane clamped to its edge texels
+    as there, so target pixels the source camera never saw take the nearest edge colour). Around
+    the target camera (stereo eyes, small orbits) the parallax is that of each warped plane's
+    centre depth: a turn's tilt across a plane is dropped, a move towards or away from the camera
+    is kept, and whole planes move together, so surfaces never tear.
     """
     rgba = jnp.asarray(rgba, dtype=jnp.float32)
     depths = jnp.asarray(depths, dtype=jnp.float32)
@@ -283,10 +293,8 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     z = plane_z_in_target(depths, K, tgt_from_src, H, W)
     premult = _premultiply(rgba)
     warped = jax.vmap(lambda p, Hm: _warp_general(p, Hm, H, W))(premult, Hs)
+    warped = warped.at[0].set(_warp_general(premult[0], Hs[0], H, W, clamp=True))  # as render
     warped = warped * (z > 0)[..., None]
-    # the back plane: clamped to the edge (texel centres 0.5 .. size - 0.5)
-    xy = jnp.clip(_source_xy(Hs[0], H, W), 0.5, jnp.array([W - 0.5, H - 0.5], jnp.float32))
-    warped = warped.at[0].set(bilinear_zero(premult[0], xy) * (z[0] > 0)[..., None])
     # target plane of each source plane: nearest in disparity where it meets the central ray
     # (the principal point's ray); running max keeps the order if a plane is behind the camera
     c = jnp.linalg.inv(K) @ jnp.array([K[0, 2], K[1, 2], 1.0])

@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,20 @@ from mpitalk.model import PRESETS, Config, MPIModel, build_conditioning, mpi_geo
 # data
 
 
-def load_clips(data_dir: str | Path, split: str) -> list[dict[str, np.ndarray]]:
-    """All clips of a split in memory (training keys only: no depth, no extra views)."""
+def load_clips(data_dirs: str | Path | Sequence[str | Path],
+               split: str) -> list[dict[str, np.ndarray]]:
+    """All clips of a split in memory (training keys only: no depth, no extra views); several
+    dataset folders are concatenated in the order given (every one must have the split)."""
     from mpitalk import synth
 
-    ds = synth.ClipDataset(data_dir, split, hide_ground_truth=True)
-    if len(ds) == 0:
-        raise UserError(f"{data_dir}: split {split!r} has no clips")
-    return [ds[i] for i in range(len(ds))]
+    dirs = [data_dirs] if isinstance(data_dirs, str | Path) else list(data_dirs)
+    clips = []
+    for data_dir in dirs:
+        ds = synth.ClipDataset(data_dir, split, hide_ground_truth=True)
+        if len(ds) == 0:
+            raise UserError(f"{data_dir}: split {split!r} has no clips")
+        clips += [ds[i] for i in range(len(ds))]
+    return clips
 
 
 def fake_clips(num: int, size: int, frames: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -374,14 +380,17 @@ class TrainCheckpointsLazy:
             self._mgr.close()
 
 
-def train_and_evaluate(config: Config, workdir: str | Path, data_dir: str | Path,
-                       steps: int, *, resume: bool = False, num_workers: int = 0,
-                       progress: bool = True, stop_after: int | None = None,
+def train_and_evaluate(config: Config, workdir: str | Path,
+                       data_dir: str | Path | Sequence[str | Path], steps: int, *,
+                       resume: bool = False, num_workers: int = 0, progress: bool = True,
+                       stop_after: int | None = None,
                        init_from: str | Path | None = None) -> list[dict]:
     """Train to ``steps`` total steps (checkpointing, logging, sample grids); returns the
-    metrics lines logged in this call. ``stop_after`` ends this call after that many steps
-    (tests use it to simulate a kill). ``init_from``: a saved model whose weights a new run
-    starts from (ignored when the run resumes from its own checkpoints)."""
+    metrics lines logged in this call. ``data_dir``: one dataset folder or several, whose train
+    splits are pooled (the preview's validation clips come from the first). ``stop_after`` ends
+    this call after that many steps (tests use it to simulate a kill). ``init_from``: a saved
+    model whose weights a new run starts from (ignored when the run resumes from its own
+    checkpoints)."""
     from tqdm import tqdm
 
     workdir = Path(workdir)
@@ -401,7 +410,8 @@ def train_and_evaluate(config: Config, workdir: str | Path, data_dir: str | Path
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     clips = load_clips(data_dir, "train")
     try:
-        val = load_clips(data_dir, "val")
+        first = data_dir if isinstance(data_dir, str | Path) else data_dir[0]
+        val = load_clips(first, "val")
         val = val[:: max(1, len(val) // 4)][:4]  # spread over identities
     except UserError:
         val = clips[:4]
@@ -573,7 +583,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", choices=sorted(PRESETS), default=None,
                    help="config preset (default: tiny; with --init-from: the saved model's)")
-    p.add_argument("--data", type=Path, help="dataset folder (python -m mpitalk.synth --out)")
+    p.add_argument("--data", type=Path, nargs="+",
+                   help="dataset folder(s) (python -m mpitalk.synth --out); several folders' "
+                        "train splits are pooled")
     p.add_argument("--workdir", type=Path, required=True, help="run folder")
     p.add_argument("--steps", type=int, default=100_000, help="total training steps")
     p.add_argument("--batch", type=int, default=None, help="global batch (default: the preset's)")

@@ -52,10 +52,12 @@ int msb(uint x) {
 }
 
 // Premultiplied colour and alpha of plane `layer` at source pixel uv, bilinear, zero outside
-// the plane. The planes are stored with straight alpha (so the upload needs no pass over the
-// texels) inside a one-texel transparent border (texel (x, y) of the plane is texel
-// (x + 1, y + 1) of the layer): the four taps are premultiplied here, then blended, and a
-// sample whose taps all fall outside the bordered plane is zero without reading anything.
+// the plane, except for the back plane (layer 0, the backdrop): its sample position is clamped
+// to the texel centres, so it extends past its edges (as mpitalk.mpi.render). The planes are
+// stored with straight alpha (so the upload needs no pass over the texels) inside a one-texel
+// transparent border (texel (x, y) of the plane is texel (x + 1, y + 1) of the layer): the four
+// taps are premultiplied here, then blended, and a sample whose taps all fall outside the
+// bordered plane is zero without reading anything.
 vec4 tap(ivec2 q, int layer) {
     vec4 c = texelFetch(u_planes, ivec3(q, layer), 0);
     return vec4(c.rgb * c.a, c.a);
@@ -63,6 +65,7 @@ vec4 tap(ivec2 q, int layer) {
 
 vec4 plane_sample(vec2 uv, int layer) {
     vec2 st = uv - 0.5;                          // texel centres at +0.5
+    if (layer == 0) st = clamp(st, vec2(0.0), vec2(u_size - 1));
     if (any(lessThan(st, vec2(-1.0))) || any(greaterThanEqual(st, vec2(u_size)))) {
         return vec4(0.0);
     }

@@ -119,14 +119,23 @@ def test_planes_behind_the_camera_contribute_nothing(renderer):
     assert_parity(rgb, alpha, reference(rgba, DEPTHS, K_for(), pose))
 
 
-def test_uint8_input_and_transparent_outside(renderer):
+def test_uint8_input_and_outside_the_planes(renderer):
+    """Past the planes' edges: the back plane continues its edge texels, the others are
+    transparent."""
     rgba = smooth_mpi(np.random.default_rng(5))
     u8 = np.rint(rgba * 255).astype(np.uint8)
     renderer.set_mpi(u8, DEPTHS, K_for())
     shifted = camera.translation(np.array([0.5, 0.0, 0.0], np.float32))  # content moves right
     rgb, alpha = renderer.render_pose(shifted)
     assert_parity(rgb, alpha, reference(u8 / 255.0, DEPTHS, K_for(), shifted))
-    assert alpha[:, :5].max() == 0.0  # nothing outside the planes: transparent black
+    # the left columns look past every plane's left edge: only the back plane's edge column
+    np.testing.assert_allclose(alpha[:, :5], 1.0, atol=1e-6)
+    edge = u8[0, :, 0, :3] / 255.0  # (H,3): the back plane's first column (no vertical move)
+    np.testing.assert_allclose(rgb[:, :5], np.repeat(edge[:, None], 5, 1), atol=2e-3)
+    u8[0, ..., 3] = 0  # no backdrop: nothing outside the planes, transparent black
+    renderer.set_mpi(u8, DEPTHS, K_for())
+    rgb, alpha = renderer.render_pose(shifted)
+    assert alpha[:, :5].max() == 0.0
 
 
 def test_tile_mask_is_a_superset_of_visible_planes(renderer):

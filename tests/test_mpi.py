@@ -42,9 +42,12 @@ def test_composite_matches_plain_loop():
     np.testing.assert_allclose(alpha, ref_alpha, atol=1e-5)
 
 
-def bilinear_by_hand(img, x, y):
-    """Premultiplied plane img (H,W,C) at continuous (x,y); texel centres +0.5; outside = 0."""
+def bilinear_by_hand(img, x, y, clamp=False):
+    """Premultiplied plane img (H,W,C) at continuous (x,y); texel centres +0.5; outside = 0,
+    or with ``clamp`` the value at the nearest point of the texel-centre rectangle."""
     H, W = img.shape[:2]
+    if clamp:
+        x, y = min(max(x, 0.5), W - 0.5), min(max(y, 0.5), H - 0.5)
     u, v = x - 0.5, y - 0.5
     i0, j0 = int(np.floor(v)), int(np.floor(u))
     fy, fx = v - i0, u - j0
@@ -57,9 +60,10 @@ def bilinear_by_hand(img, x, y):
     return out
 
 
-def render_by_ray_casting(rgba, depths, K_src, tgt_from_src, K_tgt, h, w):
+def render_by_ray_casting(rgba, depths, K_src, tgt_from_src, K_tgt, h, w, clamp_back=True):
     """For every target pixel: cast its ray, intersect each source plane explicitly, project
-    the hit into the source camera, sample, and composite back to front."""
+    the hit into the source camera, sample, and composite back to front. The back plane (the
+    backdrop) extends past its edges (``clamp_back``); the others are transparent outside."""
     src_from_tgt = np.linalg.inv(tgt_from_src.astype(np.float64))
     premult = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], -1).astype(np.float64)
     rgb = np.zeros((h, w, 3))
@@ -80,7 +84,7 @@ def render_by_ray_casting(rgba, depths, K_src, tgt_from_src, K_tgt, h, w):
                     continue
                 hit = origin_s + lam * dir_s
                 px = K_src.astype(np.float64) @ (hit / hit[2])
-                s = bilinear_by_hand(premult[k], px[0], px[1])
+                s = bilinear_by_hand(premult[k], px[0], px[1], clamp=clamp_back and k == 0)
                 c = s[:3] + c * (1 - s[3])
                 d_acc = s[3] * lam + d_acc * (1 - s[3])  # target z of the hit is lam
                 a_acc = s[3] + a_acc * (1 - s[3])
@@ -127,6 +131,30 @@ def test_render_other_size_and_intrinsics_and_planes_behind_camera():
     ref = render_by_ray_casting(rgba, depths, K_src, T, K_tgt, 6, 7)
     np.testing.assert_allclose(out.rgb, ref[0], atol=2e-5)
     np.testing.assert_allclose(out.alpha, ref[1], atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["right_eye", "orbit"])
+def test_views_past_the_mpi_see_the_back_plane_edge_not_black(name):
+    """A view that looks past the MPI's field of view sees the back plane continue its edge
+    texels (both render paths: the stereo shift and the general warp); front planes do not."""
+    D, H, W = 3, 8, 10
+    rgba = np.zeros((D, H, W, 4), np.float32)
+    rgba[0] = (0.2, 0.4, 0.6, 1.0)
+    rgba[0, :, -1, :3] = (0.9, 0.1, 0.3)  # a distinct right edge column
+    rgba[2, 2:6, 3:7] = (1.0, 1.0, 1.0, 0.5)  # a patch on the front plane
+    depths = np.asarray(mpi.plane_depths(0.5, 1.5, D))
+    K = camera.intrinsics(10.0, W, H)
+    T = {"right_eye": camera.translation(np.array([-0.6, 0.0, 0.0], np.float32)),  # looks right
+         "orbit": camera.orbit_pose(np.float32(0.5), np.float32(0.0),
+                                    np.array([0.0, 0.0, 1.0], np.float32))}[name]
+    out = mpi.render(rgba, depths, K, T)
+    ref = render_by_ray_casting(rgba, depths, K, T, K, H, W)
+    np.testing.assert_allclose(out.rgb, ref[0], atol=2e-5)
+    np.testing.assert_allclose(out.alpha, 1.0, atol=1e-6)
+    past = render_by_ray_casting(rgba, depths, K, T, K, H, W, clamp_back=False)[1] < 1e-6
+    assert past[:, -1].any()  # right-edge pixels see nothing of any plane's own image ...
+    np.testing.assert_allclose(np.asarray(out.rgb)[past], np.broadcast_to(
+        [0.9, 0.1, 0.3], (past.sum(), 3)), atol=1e-5)  # ... but the back plane's edge colour
 
 
 def test_identity_pose_equals_composite():
@@ -203,11 +231,13 @@ def test_reprojected_mpi_composites_to_the_ray_cast_render(name):
     moved = jax.jit(mpi.reproject)(rgba, depths, K, T)
     rgb, alpha = mpi.composite(moved)
     ref_rgb, ref_alpha, _ = render_by_ray_casting(rgba, depths, K, T, K, 10, 12)
-    seen = ref_alpha > 1 - 1e-6  # the opaque back plane was inside the source image there
-    assert seen.mean() > 0.3
-    np.testing.assert_allclose(np.asarray(rgb)[seen], ref_rgb[seen], atol=3e-5)
-    # where the source camera saw nothing, the back plane's edge colour fills in: opaque
+    # exact everywhere, also where the source camera saw nothing and the back plane's edge
+    # colour fills in (opaque)
+    np.testing.assert_allclose(np.asarray(rgb), ref_rgb, atol=3e-5)
     np.testing.assert_allclose(np.asarray(alpha), 1.0, atol=1e-5)
+    unseen = render_by_ray_casting(rgba, depths, K, T, K, 10, 12, clamp_back=False)[1] < 1 - 1e-6
+    if name in ("orbit", "far_back"):  # these look past the source image: compared there too
+        assert unseen.any()
     assert np.asarray(moved).min() >= 0 and np.asarray(moved).max() <= 1
 
 

@@ -181,3 +181,19 @@ def test_sample_grid_and_loss_curve_are_written(tmp_path):
     assert grid.shape == (5 * S, 3 * S, 3)  # identity, target, render, depth, side; 3 clips
     np.testing.assert_array_equal(grid[:S, :S], np.round(clips[0]["identity_rgb"]))
     assert (tmp_path / "loss_curve.png").stat().st_size > 1000
+
+
+def test_several_dataset_folders_pool_their_train_splits(tmp_path):
+    a = write_fake_dataset(tmp_path / "a", clips_per_split=2)
+    b = write_fake_dataset(tmp_path / "b", clips_per_split=3)
+    pooled = train.load_clips([a, b], "train")
+    assert len(pooled) == 5
+    for got, want in zip(pooled, train.load_clips(a, "train") + train.load_clips(b, "train"),
+                         strict=True):
+        np.testing.assert_array_equal(got["target_rgb"], want["target_rgb"])
+    rc = train.main(["--config", "micro", "--data", str(a), str(b), "--workdir",
+                     str(tmp_path / "run"), "--steps", "1", "--quiet"])
+    assert rc == 0 and (tmp_path / "run" / "metrics.jsonl").is_file()
+    rc = train.main(["--config", "micro", "--data", str(a), str(tmp_path / "missing"),
+                     "--workdir", str(tmp_path / "run2"), "--steps", "1", "--quiet"])
+    assert rc == 1  # a missing folder is a one-line error, not a traceback
