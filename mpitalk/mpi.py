@@ -292,9 +292,9 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     Hs = homographies(depths, K, tgt_from_src, K)
     z = plane_z_in_target(depths, K, tgt_from_src, H, W)
     premult = _premultiply(rgba)
-    warped = jax.vmap(lambda p, Hm: _warp_general(p, Hm, H, W))(premult, Hs)
-    warped = warped.at[0].set(_warp_general(premult[0], Hs[0], H, W, clamp=True))  # as render
-    warped = warped * (z > 0)[..., None]
+    back = _warp_general(premult[0], Hs[0], H, W, clamp=True)  # extended past its edges
+    rest = jax.vmap(lambda p, Hm: _warp_general(p, Hm, H, W))(premult[1:], Hs[1:])
+    warped = jnp.concatenate([back[None], rest]) * (z > 0)[..., None]
     # target plane of each source plane: nearest in disparity where it meets the central ray
     # (the principal point's ray); running max keeps the order if a plane is behind the camera
     c = jnp.linalg.inv(K) @ jnp.array([K[0, 2], K[1, 2], 1.0])
