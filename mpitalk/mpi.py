@@ -188,26 +188,27 @@ def _over_scan(warp_one, planes, params, z_of_plane):
     ``planes`` (D,H,W,4) straight alpha; ``warp_one(premultiplied plane, param, clamp) ->
     (h,w,4)``, ``clamp`` True for the back plane (edge texels extend it); ``z_of_plane(i) ->
     (h,w)`` target z. Carry: premultiplied colour, alpha, and alpha-weighted depth, each updated
-    by the over operator ``acc = acc * (1 - a) + new``, starting from the back plane.
+    by the over operator ``acc = acc * (1 - a) + new``.
     """
-
-    def contribution(plane, param, i, clamp):
-        z = z_of_plane(i)
-        # premultiply before interpolating, so that colour fades with alpha at plane edges
-        c = warp_one(_premultiply(plane), param, clamp)
-        return c * (z > 0)[..., None], z  # behind the target camera: dropped
 
     def step(carry, xs):
         rgb, alpha, dsum = carry
-        c, z = contribution(*xs, False)
+        plane, param, i = xs
+        z = z_of_plane(i)
+        # premultiply before interpolating, so that colour fades with alpha at plane edges
+        premult = _premultiply(plane)
+        # lax.cond, not a select: only the back plane pays for the clamped variant
+        c = lax.cond(i == 0, lambda: warp_one(premult, param, True),
+                     lambda: warp_one(premult, param, False))
+        c = c * (z > 0)[..., None]  # behind the target camera: dropped
         a = c[..., 3]
         keep = 1.0 - a
         return (rgb * keep[..., None] + c[..., :3], alpha * keep + a, dsum * keep + a * z), None
 
-    c0, z0 = contribution(planes[0], params[0], 0, True)
-    init = (c0[..., :3], c0[..., 3], c0[..., 3] * z0)
-    idx = jnp.arange(1, planes.shape[0])
-    (rgb, alpha, dsum), _ = lax.scan(step, init, (planes[1:], params[1:], idx))
+    h, w = z_of_plane(0).shape
+    init = (jnp.zeros((h, w, 3)), jnp.zeros((h, w)), jnp.zeros((h, w)))
+    idx = jnp.arange(planes.shape[0])
+    (rgb, alpha, dsum), _ = lax.scan(step, init, (planes, params, idx))
     return RenderOut(rgb, alpha, dsum / jnp.maximum(alpha, _EPS))
 
 
