@@ -47,15 +47,21 @@ from mpitalk.model import PRESETS, Config, MPIModel, build_conditioning, mpi_geo
 # data
 
 
+def dataset_dirs(data_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One dataset folder or several, as a list."""
+    if isinstance(data_dirs, str | Path):
+        return [Path(data_dirs)]
+    return [Path(d) for d in data_dirs]
+
+
 def load_clips(data_dirs: str | Path | Sequence[str | Path],
                split: str) -> list[dict[str, np.ndarray]]:
     """All clips of a split in memory (training keys only: no depth, no extra views); several
     dataset folders are concatenated in the order given (every one must have the split)."""
     from mpitalk import synth
 
-    dirs = [data_dirs] if isinstance(data_dirs, str | Path) else list(data_dirs)
     clips = []
-    for data_dir in dirs:
+    for data_dir in dataset_dirs(data_dirs):
         ds = synth.ClipDataset(data_dir, split, hide_ground_truth=True)
         if len(ds) == 0:
             raise UserError(f"{data_dir}: split {split!r} has no clips")
@@ -410,8 +416,7 @@ def train_and_evaluate(config: Config, workdir: str | Path,
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     clips = load_clips(data_dir, "train")
     try:
-        first = data_dir if isinstance(data_dir, str | Path) else data_dir[0]
-        val = load_clips(first, "val")
+        val = load_clips(dataset_dirs(data_dir)[0], "val")
         val = val[:: max(1, len(val) // 4)][:4]  # spread over identities
     except UserError:
         val = clips[:4]
