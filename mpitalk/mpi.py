@@ -73,20 +73,25 @@ def composite_premultiplied(premult: jax.Array, z: jax.Array) -> RenderOut:
     return RenderOut(rgb, alpha, depth)
 
 
-def homographies(depths: jax.Array, K_src: jax.Array, tgt_from_src: jax.Array,
-                 K_tgt: jax.Array) -> jax.Array:
-    """(D,3,3) homographies mapping target pixels to source pixels, one per plane.
+def plane_homographies(depths: jax.Array, K_src: jax.Array, tgt_from_src: jax.Array,
+                       K_tgt: jax.Array) -> jax.Array:
+    """(D,3,3) homographies mapping source pixels to target pixels, one per source plane.
 
     A point X on the source plane n.X = d (n = (0,0,1)) maps to the target as
-    X_tgt = (R + t n^T / d) X, so ``H_tgt_from_src = K_tgt (R + t n^T/d) K_src^-1`` and we return
-    its inverse (we sample the source for each target pixel).
+    X_tgt = (R + t n^T / d) X, so ``H_tgt_from_src = K_tgt (R + t n^T/d) K_src^-1``.
     """
     R = tgt_from_src[:3, :3]
     t = tgt_from_src[:3, 3]
     n = jnp.array([0.0, 0.0, 1.0], dtype=R.dtype)
     plane = R[None] + (t[:, None] * n[None, :])[None] / depths[:, None, None]
-    H_tgt_from_src = K_tgt[None] @ plane @ jnp.linalg.inv(K_src)[None]
-    return jnp.linalg.inv(H_tgt_from_src)
+    return K_tgt[None] @ plane @ jnp.linalg.inv(K_src)[None]
+
+
+def homographies(depths: jax.Array, K_src: jax.Array, tgt_from_src: jax.Array,
+                 K_tgt: jax.Array) -> jax.Array:
+    """(D,3,3) homographies mapping target pixels to source pixels, one per plane: the inverses
+    of ``plane_homographies`` (we sample the source for each target pixel)."""
+    return jnp.linalg.inv(plane_homographies(depths, K_src, tgt_from_src, K_tgt))
 
 
 def pixel_grid(h: int, w: int) -> jax.Array:
@@ -140,7 +145,7 @@ def bilinear_zero(image: jax.Array, xy: jax.Array) -> jax.Array:
             + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
 
 
-def _source_xy(H_src_from_tgt: jax.Array, h: int, w: int) -> jax.Array:
+def source_xy(H_src_from_tgt: jax.Array, h: int, w: int) -> jax.Array:
     """(h,w,2) source pixel coordinates of each target pixel centre under a homography."""
     q = pixel_grid(h, w) @ H_src_from_tgt.T
     # a non-positive third coordinate means the source point is behind: masked by the caller
@@ -156,7 +161,7 @@ def _warp_general(plane: jax.Array, H_src_from_tgt: jax.Array, h: int, w: int,
                   clamp: bool = False) -> jax.Array:
     """One premultiplied plane (H,W,4) warped to (h,w,4) by a homography, 2-D bilinear gather.
     Outside the plane reads zero, or with ``clamp`` (the back plane) the nearest edge texels."""
-    xy = _source_xy(H_src_from_tgt, h, w)
+    xy = source_xy(H_src_from_tgt, h, w)
     if clamp:  # texel centres span 0.5 .. size - 0.5: inside that, every tap is a real texel
         H, W = plane.shape[:2]
         xy = jnp.clip(xy, 0.5, jnp.array([W - 0.5, H - 0.5], jnp.float32))

@@ -25,23 +25,13 @@ def plane_sweep(image: jax.Array, depths: jax.Array, K: jax.Array,
                 ref_from_mpi: jax.Array) -> jax.Array:
     """The reference ``image`` (H,W,C) as seen on each MPI plane: (D,H,W,C).
 
-    A point on MPI plane z = d (MPI camera) at pixel p is X = d K^-1 p; in the reference camera it
-    is R X + t = (R + t n^T / d) X, n = (0,0,1), so the plane maps MPI pixels to reference pixels by
-    ``K (R + t n^T / d) K^-1``. Samples outside the reference image read zero.
+    Each MPI plane z = d maps MPI pixels to reference pixels by its plane-induced homography
+    (``mpi.plane_homographies`` with the MPI as the source camera). Samples outside the
+    reference image read zero.
     """
-    R, t = ref_from_mpi[:3, :3], ref_from_mpi[:3, 3]
-    n = jnp.array([0.0, 0.0, 1.0], dtype=R.dtype)
-    Kinv = jnp.linalg.inv(K)
     H, W = image.shape[:2]
-    grid = mpi.pixel_grid(H, W)
-
-    def one(d):
-        Hm = K @ (R + jnp.outer(t, n) / d) @ Kinv
-        q = grid @ Hm.T
-        xy = q[..., :2] / jnp.where(jnp.abs(q[..., 2:]) < 1e-6, 1e-6, q[..., 2:])
-        return mpi.bilinear_zero(image, xy)
-
-    return jax.vmap(one)(depths)
+    Hs = mpi.plane_homographies(depths, K, ref_from_mpi, K)  # MPI pixels -> reference pixels
+    return jax.vmap(lambda Hm: mpi.bilinear_zero(image, mpi.source_xy(Hm, H, W)))(Hs)
 
 
 def uniform_alpha_logits(num_planes: int) -> np.ndarray:
