@@ -62,17 +62,26 @@ def _scalar_or_array(values: np.ndarray) -> float | np.ndarray:
 # --- PSNR / SSIM ----------------------------------------------------------------------------
 
 
-def psnr(pred: np.ndarray, target: np.ndarray, max_val: float = 1.0) -> float | np.ndarray:
+def psnr(pred: np.ndarray, target: np.ndarray, max_val: float = 1.0,
+         mask: np.ndarray | None = None) -> float | np.ndarray:
     """PSNR in dB of images (...,H,W,C): ``10 log10(max_val^2 / MSE)``.
 
-    uint8 inputs are scaled to [0,1] first. Returns a float for one image, an array over the
-    leading axes for a batch; identical images give ``inf``.
+    uint8 inputs are scaled to [0,1] first. ``mask`` (...,H,W) bool, optional: the MSE is taken
+    over its pixels only (NaN for an image whose mask is empty). Returns a float for one image,
+    an array over the leading axes for a batch; identical images give ``inf``.
     """
     a, b = to_float(pred), to_float(target)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    mse = np.mean((a.astype(np.float64) - b) ** 2, axis=(-3, -2, -1))
-    with np.errstate(divide="ignore"):
+    err = np.mean((a.astype(np.float64) - b) ** 2, axis=-1)  # (...,H,W)
+    if mask is None:
+        mse = np.mean(err, axis=(-2, -1))
+    else:
+        mask = np.broadcast_to(np.asarray(mask, bool), err.shape)
+        count = mask.sum(axis=(-2, -1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mse = np.where(mask, err, 0.0).sum(axis=(-2, -1)) / count
+    with np.errstate(divide="ignore", invalid="ignore"):
         out = 10.0 * np.log10(max_val**2 / mse)
     return _scalar_or_array(out)
 

@@ -6,9 +6,10 @@ For every frame, the target image is put on the model's MPI planes at its true d
 pixel, fully opaque, on the plane nearest its depth in disparity; the opaque back plane
 carries the background, and behind the head, where the target camera sees no background, the
 nearest background pixel: a crude inpainting). That MPI is rendered into the ground-truth side
-views and scored as ``mpitalk.evaluate`` scores the model. Colour and visible geometry are
-perfect here, so the gap to the model is what a better network could win and the gap to
-infinity is the representation's own: plane quantisation, resampling blur and disocclusions.
+views and scored as ``mpitalk.evaluate`` scores the model (PSNR, and ``psnr_fg`` on each
+view's foreground). Colour and visible geometry are perfect here, so the gap to the model is
+what a better network could win and the gap to infinity is the representation's own: plane
+quantisation, resampling blur and disocclusions.
 
 Uses ground truth (hide_ground_truth=False): evaluation only, never training.
 """
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     depths, K = mpi_geometry(config)
     depths = np.asarray(depths)
     scores: dict[str, list[float]] = {v: [] for v in SIDE_VIEWS}
+    scores_fg: dict[str, list[float]] = {v: [] for v in SIDE_VIEWS}
     for i in range(len(ds)):
         clip = ds[i]
         T = min(a.frames, len(clip["controls"]))
@@ -79,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         out, _ = render_frames(mpis, depths, np.asarray(K), poses)
         for k, v in enumerate(VIEWS):
             if v in scores:  # the target view is the image itself
-                scores[v] += list(np.atleast_1d(metrics.psnr(out[:, k], clip[f"{v}_rgb"][:T])))
+                gt = clip[f"{v}_rgb"][:T]
+                scores[v] += list(np.atleast_1d(metrics.psnr(out[:, k], gt)))
+                fg = clip[f"{v}_alpha"][:T] > 127
+                scores_fg[v] += list(np.atleast_1d(metrics.psnr(out[:, k], gt, mask=fg)))
     result = {"clips": len(ds), "frames_per_clip": a.frames, "planes": config.num_planes,
-              "psnr": {v: float(np.mean(s)) for v, s in scores.items()}}
+              "psnr": {v: float(np.mean(s)) for v, s in scores.items()},
+              "psnr_fg": {v: metrics.nanmean(s) for v, s in scores_fg.items()}}
     print(json.dumps(result, indent=1))
     if a.json is not None:
         a.json.write_text(json.dumps(result, indent=1) + "\n")

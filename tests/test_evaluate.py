@@ -119,6 +119,9 @@ def test_baselines_only(data, tmp_path):
     assert m["views"]["target"]["psnr"] is None  # no model: null, not a number
     details = json.loads((out / "details.json").read_text())
     assert details["total"]["flat"]["geometry"]["chamfer_mm"] > 0
+    for v in evaluate.VIEWS:  # the foreground PSNR: a real number, not the whole image's
+        fg = details["total"]["flat"]["views"][v]["psnr_fg"]
+        assert 5.0 < fg < 60.0 and fg != details["total"]["flat"]["views"][v]["psnr"]
 
 
 def _stand_in_sample_mpi(model, config, identity, cond, key, steps=8, sampler="heun"):

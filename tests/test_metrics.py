@@ -47,6 +47,19 @@ def test_psnr_uint8_matches_float():
     assert metrics.psnr(a, b) == pytest.approx(metrics.psnr(a / 255.0, b / 255.0), rel=1e-6)
 
 
+def test_psnr_mask_is_the_psnr_of_the_masked_pixels_alone():
+    rng = np.random.default_rng(3)
+    a = rng.random((2, 20, 30, 3))
+    b = rng.random((2, 20, 30, 3))
+    mask = np.zeros((2, 20, 30), bool)
+    mask[0, 4:9, 10:25] = True  # a rectangle: the same as the PSNR of that crop
+    out = metrics.psnr(a, b, mask=mask)
+    assert out[0] == pytest.approx(metrics.psnr(a[0, 4:9, 10:25], b[0, 4:9, 10:25]), rel=1e-12)
+    assert math.isnan(out[1])  # nothing under the mask
+    full = np.ones((20, 30), bool)  # broadcast over the batch
+    np.testing.assert_allclose(metrics.psnr(a, b, mask=full), metrics.psnr(a, b), rtol=1e-12)
+
+
 def test_ssim_matches_skimage():
     from skimage.metrics import structural_similarity
 

@@ -3,7 +3,8 @@
 For every clip the model generates an MPI per frame from the clip's identity image and
 expression track; each MPI is rendered into the target camera and the four ground-truth side
 views (yaw +-10 degrees, both stereo eyes) and compared with the ground truth: PSNR, SSIM, LPIPS
-per view; the alpha-weighted depth against the true depth on the foreground (mm) and a Chamfer
+per view (PSNR also on each view's foreground alone, ``psnr_fg`` in details.json); the
+alpha-weighted depth against the true depth on the foreground (mm) and a Chamfer
 distance between the back-projected surfaces; expression accuracy, identity distance and
 flicker relative to ground truth. The same for the **flat** baseline (the identity image on one
 opaque plane at the head's depth in the reference camera, moved rigidly with the head) and,
@@ -95,6 +96,9 @@ def evaluate_clip(clip: dict[str, np.ndarray], fps: float, mpis: np.ndarray | No
         r: dict[str, float] = {}
         for i, v in enumerate(VIEWS):
             r[f"views.{v}.psnr"] = float(np.mean(metrics.psnr(rgb[:, i], gt_rgb[v])))
+            # the same on the view's foreground (head, hair, body: everything but the backdrop)
+            r[f"views.{v}.psnr_fg"] = metrics.nanmean(np.atleast_1d(
+                metrics.psnr(rgb[:, i], gt_rgb[v], mask=clip[f"{v}_alpha"] > 127)))
             r[f"views.{v}.ssim"] = float(np.mean(metrics.ssim(rgb[:, i], gt_rgb[v])))
             r[f"views.{v}.lpips"] = float(np.mean(metrics.lpips(rgb[:, i], gt_rgb[v])))
         r["geometry.depth_mae_mm"] = metrics.depth_mae_mm(depth, gt_depth, fg)
