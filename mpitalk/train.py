@@ -407,6 +407,8 @@ def train_and_evaluate(config: Config, workdir: str | Path,
             raise UserError(f"{workdir} already holds checkpoints; pass --resume to continue "
                             "or choose a new --workdir")
         trainer.restore()
+        if jax.process_index() == 0:
+            drop_metrics_after(workdir / "metrics.jsonl", trainer.step)
     elif init_from is not None:
         saved_step = trainer.init_from(init_from)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -459,6 +461,19 @@ def train_and_evaluate(config: Config, workdir: str | Path,
     bar.close()
     trainer.ckpt.close()
     return logged
+
+
+def drop_metrics_after(path: Path, step: int) -> None:
+    """Remove ``metrics.jsonl`` lines past ``step``: a killed run logged steps that its last
+    checkpoint does not hold, and the resumed run logs them again."""
+    if not path.is_file():
+        return
+    lines = [x for x in path.read_text().splitlines() if x]
+    kept = [x for x in lines if json.loads(x)["step"] <= step]
+    if len(kept) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(x + "\n" for x in kept))
+        os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------

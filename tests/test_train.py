@@ -88,12 +88,16 @@ def test_resume_reproduces_uninterrupted_losses_and_export(tmp_path):
     part = train.train_and_evaluate(CFG, tmp_path / "b", data, 4, progress=False, stop_after=2)
     with pytest.raises(Exception, match="--resume"):
         train.train_and_evaluate(CFG, tmp_path / "b", data, 4, progress=False)
+    # a kill after logging a step the last checkpoint (step 2) does not hold
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 3, "loss": -1.0}) + "\n")
     rest = train.train_and_evaluate(CFG, tmp_path / "b", data, 4, progress=False, resume=True)
     assert [x["step"] for x in part + rest] == [1, 2, 3, 4]
     np.testing.assert_allclose([x["loss"] for x in part + rest], [x["loss"] for x in full],
                                rtol=1e-5)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 4
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]  # the killed run's 3 dropped
+    assert json.loads(lines[2])["loss"] != -1.0
     out = train.export(tmp_path / "b", tmp_path / "exported")
     config, model = checkpoint.load(out)
     assert config == CFG
