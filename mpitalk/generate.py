@@ -97,9 +97,9 @@ def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
 
 def identity_conditions(identity: np.ndarray, K: np.ndarray) -> dict[str, np.ndarray] | None:
     """What the model may know about the identity image: its blendshapes and head pose read by
-    MediaPipe (rotation only; the head is placed at the default position, as in a centred
-    crop), and the rig's condition render of them. None when no face is found (``--no-crop``
-    on a non-face image): the model then assumes a neutral frontal pose."""
+    MediaPipe (rotation; the sideways position from the landmarks, ``face.head_offset``; the
+    default depth), and the rig's condition render of them. None when no face is found
+    (``--no-crop`` on a non-face image): the model then assumes a neutral frontal pose."""
     from mpitalk import face, rig
 
     S = identity.shape[0]
@@ -109,6 +109,7 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray) -> dict[str, np.nda
         return None
     pose = camera.default_head_pose()
     pose[:3] = faces[0].pose[:3]
+    pose[3:5] = face.head_offset(faces[0], K)  # sideways position from the landmarks
     pose = drivable_pose(pose[None])[0]
     values = np.clip(faces[0].blendshapes, 0, 1).astype(np.float32)
     render = rig.render_condition(values, pose, K, S).astype(np.float32) / 255.0
@@ -129,15 +130,17 @@ def drivable_pose(pose: np.ndarray) -> np.ndarray:
 
 def relative_to_identity(track: controls.Track,
                          identity_info: dict[str, np.ndarray] | None) -> controls.Track:
-    """The track's head motion applied to the photo's pose: each frame's yaw, pitch and roll is
-    the photo's (read by MediaPipe) plus the frame's difference from the track's median, so the
-    track's typical pose (whatever angle it was filmed or exported at) shows the head as the
-    photo does, and the track's motion moves it from there. Angles add (a small-angle
-    composition: exact for one axis at a time). Without identity info the track is unchanged."""
+    """The track's head motion applied to the photo's pose: each frame's yaw, pitch and roll and
+    its sideways position (tx, ty) is the photo's (read by MediaPipe) plus the frame's difference
+    from the track's median, so the track's typical pose (whatever angle and place it was filmed
+    or exported at) shows the head as the photo does, and the track's motion moves it from
+    there. Angles add (a small-angle composition: exact for one axis at a time); the depth stays
+    the track's. Without identity info the track is unchanged."""
     if identity_info is None:
         return track
     pose = np.array(track.pose, dtype=np.float32, copy=True)
-    pose[:, :3] += identity_info["identity_expression"][52:55] - np.median(pose[:, :3], axis=0)
+    photo = identity_info["identity_expression"][52:57]  # yaw, pitch, roll, tx, ty
+    pose[:, :5] += photo - np.median(pose[:, :5], axis=0)
     return controls.Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
 
 

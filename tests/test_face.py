@@ -264,3 +264,21 @@ def test_cli_extract_errors_are_one_line(tmp_path, capsys):
         assert controls.main(["extract", str(src), "-o", str(tmp_path / "t.csv"), "-q"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_head_offset_follows_the_face_like_a_point_at_the_head_depth(astronaut):
+    # the same portrait cut from windows 24 px apart: the face moves 24 px in the image, so the
+    # head centre (about 0.6 m away) must move by about 0.6 m * 24 / focal sideways
+    S, d = 256, 24
+    K = camera.intrinsics(1.5 * S, S, S)
+    y0, x0 = 40, 120
+    windows = {"centre": astronaut[y0:y0 + S, x0:x0 + S],
+               "face right": astronaut[y0:y0 + S, x0 - d:x0 - d + S],
+               "face down": astronaut[y0 - d:y0 - d + S, x0:x0 + S]}
+    est = {k: face.head_offset(face.detect_faces(w, max_faces=1)[0], K)
+           for k, w in windows.items()}
+    geometric = camera.DEFAULT_HEAD_DEPTH_M * d / K[0, 0]
+    dx = est["face right"] - est["centre"]
+    dy = est["face down"] - est["centre"]
+    assert 0.6 * geometric < dx[0] < 1.2 * geometric and abs(dx[1]) < 0.3 * geometric
+    assert 0.5 * geometric < dy[1] < 1.2 * geometric and abs(dy[0]) < 0.3 * geometric

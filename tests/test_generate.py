@@ -97,14 +97,17 @@ def test_reference_space_mpis_are_moved_into_each_frames_camera(monkeypatch):
 
 
 def test_relative_pose_moves_the_photos_pose_by_the_tracks_motion():
-    pose = np.array([[0.1, 0.0, 0.0, 0.01, 0.0, 0.6],
-                     [0.3, -0.2, 0.05, 0.0, 0.0, 0.6],
-                     [0.2, -0.1, 0.02, 0.0, 0.0, 0.6]], np.float32)  # median (0.2, -0.1, 0.02)
+    pose = np.array([[0.1, 0.0, 0.0, 0.01, 0.02, 0.6],
+                     [0.3, -0.2, 0.05, 0.0, 0.0, 0.62],
+                     [0.2, -0.1, 0.02, 0.03, -0.01, 0.58]], np.float32)
+    # medians: angles (0.2, -0.1, 0.02), position (0.01, 0.0)
     track = controls.Track(np.zeros((3, 52), np.float32), pose, 25.0)
-    info = {"identity_expression": np.r_[np.zeros(52), 0.02, 0.15, -0.01, 0, 0, 0.6]}
+    info = {"identity_expression": np.r_[np.zeros(52), 0.02, 0.15, -0.01, -0.005, 0.004, 0.6]}
     out = generate.relative_to_identity(track, info)
     want = np.array([[-0.08, 0.25, -0.03], [0.12, 0.05, 0.02], [0.02, 0.15, -0.01]])
     np.testing.assert_allclose(out.pose[:, :3], want, atol=1e-6)
-    np.testing.assert_array_equal(out.pose[:, 3:], track.pose[:, 3:])
+    want_xy = np.array([[-0.005, 0.024], [-0.015, 0.004], [0.015, -0.006]])
+    np.testing.assert_allclose(out.pose[:, 3:5], want_xy, atol=1e-6)
+    np.testing.assert_array_equal(out.pose[:, 5], track.pose[:, 5])  # the depth: the track's
     np.testing.assert_array_equal(out.values, track.values)
     assert generate.relative_to_identity(track, None) is track
