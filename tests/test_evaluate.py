@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpitalk import camera, evaluate
+from mpitalk import UserError, camera, evaluate
 
 S, T = 32, 3
 VIEWS = ("yaw_plus10", "yaw_minus10", "left_eye", "right_eye")
@@ -160,6 +160,28 @@ def test_model_through_generate(data, tmp_path, monkeypatch):
     assert m["views"]["target"]["psnr"] > 15.0
     assert m["geometry"]["depth_mae_mm"] > 0.0
     assert evaluate.summary_table(m).count("\n") == 18
+
+
+def test_true_identity_info_reaches_the_model(data, tmp_path, monkeypatch):
+    import mpitalk.model
+
+    seen = []
+
+    def recording(model, config, identity, cond, key, steps=8, sampler="heun"):
+        seen.append({k: np.asarray(v) for k, v in cond.items()})
+        return _stand_in_sample_mpi(model, config, identity, cond, key, steps, sampler)
+
+    monkeypatch.setattr(mpitalk.model, "sample_mpi", recording)
+    config = mpitalk.model.micro()
+    out = tmp_path / "eval"
+    evaluate.evaluate_dataset(data, "test", out, model=object(), config=config, steps=2,
+                              max_clips=1, identity_info="true", progress=False)
+    want = np.r_[np.zeros(52), 0, 0, 0, 0, 0, 0.6]  # the fake clip's identity controls + pose
+    assert seen and all(np.allclose(c["identity_expression"], want) for c in seen)
+    assert json.loads((out / "details.json").read_text())["identity_info"] == "true"
+    with pytest.raises(UserError, match="identity_info"):
+        evaluate.evaluate_dataset(data, "test", out, model=object(), config=config,
+                                  identity_info="guessed", progress=False)
 
 
 @pytest.mark.skipif(os.environ.get("MPITALK_SLOW_TESTS") != "1",

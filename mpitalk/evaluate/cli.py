@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mpitalk import UserError, run_cli
 from mpitalk.evaluate.dataset import evaluate_dataset
-from mpitalk.evaluate.generation import load_model
+from mpitalk.evaluate.generation import IDENTITY_INFO, load_model
 from mpitalk.evaluate.portraits import evaluate_portraits
 from mpitalk.evaluate.scores import IMAGE_METRICS, VIEWS
 
@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="frames generated together")
     p.add_argument("--space", choices=("reference", "target"), default="reference",
                    help="camera the model makes each MPI in (mpitalk.generate.SPACES)")
+    p.add_argument("--identity-info", choices=IDENTITY_INFO, default="estimated",
+                   help="the identity image's head pose and expression: estimated by MediaPipe "
+                        "(as the main job does) or the dataset's true ones (as the flat "
+                        "baseline uses)")
     p.add_argument("--chamfer-every", type=int, default=4,
                    help="Chamfer distance on every N-th frame (point clouds are slow)")
     p.add_argument("--baselines-only", action="store_true",
@@ -98,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
                               max_clips=args.max_clips, max_frames=args.max_frames,
                               chamfer_every=args.chamfer_every,
                               checkpoint_name=str(args.checkpoint or "shipped"),
-                              progress=progress)
+                              identity_info=args.identity_info, progress=progress)
     print(summary_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.html'}")
     return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, camera, metrics
-from mpitalk.evaluate.generation import generate_clip
+from mpitalk.evaluate.generation import IDENTITY_INFO, generate_clip
 from mpitalk.evaluate.report import write_dataset_report
 from mpitalk.evaluate.results import aggregate, headline, json_ready, nest, write_json
 from mpitalk.evaluate.scores import (
@@ -145,13 +145,17 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                      space: str = "reference", max_clips: int | None = None,
                      max_frames: int | None = None,
                      chamfer_every: int = 4, checkpoint_name: str = "",
-                     progress: bool = True) -> dict:
+                     identity_info: str = "estimated", progress: bool = True) -> dict:
     """Evaluate the model (None: baselines only) on a synthetic split; write ``out``/metrics.json,
-    details.json and report.html. Returns the metrics.json content."""
+    details.json and report.html. Returns the metrics.json content. ``identity_info``:
+    ``estimated`` reads the identity image's head pose and expression with MediaPipe, as the
+    main job does; ``true`` gives the model the dataset's (as the flat baseline has them)."""
     from tqdm import tqdm
 
     from mpitalk import controls, synth
 
+    if identity_info not in IDENTITY_INFO:
+        raise UserError(f"identity_info must be one of {IDENTITY_INFO}, got {identity_info!r}")
     ds = synth.ClipDataset(data, split, hide_ground_truth=False)
     if len(ds) == 0:
         raise UserError(f"{data}: split {split!r} has no clips")
@@ -189,8 +193,14 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                 raise UserError(f"{ds.files[i]}: images are {clip['target_rgb'].shape[1]} px but "
                                 f"the model makes {S} px; generate data with --size {S}")
             track = controls.Track(clip["controls"], clip["pose"], fps)
+            true_info = None
+            if identity_info == "true":
+                true_info = {"identity_cond": metrics.to_float(clip["identity_cond"]),
+                             "identity_expression": np.concatenate(
+                                 [clip["identity_controls"], clip["identity_pose"]]
+                             ).astype(np.float32)}
             mpis = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]), track,
-                                 steps, seed, batch_size, space)
+                                 steps, seed, batch_size, space, true_info)
         res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every)
         frames_per_clip = len(clip["controls"])
         per_clip.append((ident_id, res))
@@ -205,7 +215,8 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
     write_json(out / "metrics.json", result)
     details = {"checkpoint": checkpoint_name, "data": str(data), "split": split,
                "clips": n, "frames_per_clip": frames_per_clip,
-               "steps": steps, "seed": seed, "space": space, "seconds": seconds,
+               "steps": steps, "seed": seed, "space": space, "identity_info": identity_info,
+               "seconds": seconds,
                "total": {m: nest(v) for m, v in totals.items()},
                "per_clip": [{"identity": k, **{m: nest(v) for m, v in r.items()}}
                             for k, r in per_clip]}

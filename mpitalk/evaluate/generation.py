@@ -20,16 +20,21 @@ def load_model(checkpoint: str | None):
         raise UserError(f"{checkpoint or 'the shipped checkpoint'}: not found ({e})") from None
 
 
+IDENTITY_INFO = ("estimated", "true")
+
+
 def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: int,
-                  batch_size: int, space: str = "reference") -> np.ndarray:
+                  batch_size: int, space: str = "reference",
+                  true_info: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """(T,D,S,S,4) MPIs for one identity (S,S,3) float and track, via ``generate``, exactly as
     the main job makes them: the identity's expression and pose are read from the identity image
-    by MediaPipe (``generate.identity_conditions``), never taken from ground truth. ``space``:
-    the camera the model makes the MPIs in (``generate.SPACES``)."""
+    by MediaPipe (``generate.identity_conditions``), unless ``true_info`` gives them (the
+    dataset's ``identity_cond`` and ``identity_expression``: what the flat baseline knows).
+    ``space``: the camera the model makes the MPIs in (``generate.SPACES``)."""
     from mpitalk import generate
 
     _, K = generate.mpi_geometry(config)
-    info = generate.identity_conditions(identity, K)
+    info = true_info if true_info is not None else generate.identity_conditions(identity, K)
     return np.stack(list(generate.generate_mpis(model, config, identity, track, seed=seed,
                                                 steps=steps, batch_size=batch_size,
                                                 identity_info=info, space=space)))
