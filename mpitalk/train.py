@@ -482,15 +482,15 @@ def drop_metrics_after(path: Path, step: int) -> None:
 
 def preview_batch(clips: list[dict[str, np.ndarray]], config: Config) -> dict[str, np.ndarray]:
     """A fixed batch for the sample grids: the middle frame of each clip, all conditions on."""
+    from mpitalk import synth
+
     items = []
     for clip in clips:
         t = clip["target_rgb"].shape[0] // 2
         pose_t = clip["pose"][t]
         items.append({
             "identity": clip["identity_rgb"] / 255.0, "target": clip["target_rgb"][t] / 255.0,
-            "identity_cond": clip["identity_cond"] / 255.0,
-            "identity_expression": np.concatenate([clip["identity_controls"],
-                                                   clip["identity_pose"]]),
+            **synth.true_identity_info(clip),
             "cond_render": clip["cond"][t] / 255.0,
             "expression": np.concatenate([clip["controls"][t], pose_t]),
             "prev_frame": np.zeros_like(clip["target_rgb"][t], np.float32), "has_prev": 0.0,

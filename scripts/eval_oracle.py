@@ -79,12 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                 for t in range(T)]
         poses = np.stack([clip_view_poses(clip, t) for t in range(T)])
         out, _ = render_frames(mpis, depths, np.asarray(K), poses)
-        for k, v in enumerate(VIEWS):
-            if v in scores:  # the target view is the image itself
-                gt = clip[f"{v}_rgb"][:T]
-                scores[v] += list(np.atleast_1d(metrics.psnr(out[:, k], gt)))
-                fg = clip[f"{v}_alpha"][:T] > 127
-                scores_fg[v] += list(np.atleast_1d(metrics.psnr(out[:, k], gt, mask=fg)))
+        for v in SIDE_VIEWS:  # the target view is the image itself
+            k, gt = VIEWS.index(v), clip[f"{v}_rgb"][:T]
+            scores[v] += list(np.atleast_1d(metrics.psnr(out[:, k], gt)))
+            fg = clip[f"{v}_alpha"][:T] > 127
+            scores_fg[v] += list(np.atleast_1d(metrics.psnr(out[:, k], gt, mask=fg)))
     result = {"clips": len(ds), "frames_per_clip": a.frames, "planes": config.num_planes,
               "psnr": {v: float(np.mean(s)) for v, s in scores.items()},
               "psnr_fg": {v: metrics.nanmean(s) for v, s in scores_fg.items()}}

@@ -30,7 +30,7 @@ def collect(specs: list[str]) -> tuple[np.ndarray, np.ndarray]:
             raise UserError(f"{spec}: no clips")
         seen = set()
         for i, f in enumerate(ds.files):
-            ident = f.stem.split("-")[1]
+            ident = synth.identity_of(f)
             if ident in seen:
                 continue
             seen.add(ident)

@@ -14,7 +14,6 @@ where meaningful, for the ground truth itself.
 from __future__ import annotations
 
 import math
-import re
 import time
 from pathlib import Path
 
@@ -185,7 +184,7 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
             clip = {k: (v[:max_frames] if v.ndim and v.shape[0] == len(clip["controls"])
                         and not k.startswith("identity_") and k != "K" else v)
                     for k, v in clip.items()}
-        ident_id = _identity_of(ds.files[i])
+        ident_id = synth.identity_of(ds.files[i])
         mpis = None
         if model is not None:
             S = config.image_size
@@ -193,12 +192,7 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                 raise UserError(f"{ds.files[i]}: images are {clip['target_rgb'].shape[1]} px but "
                                 f"the model makes {S} px; generate data with --size {S}")
             track = controls.Track(clip["controls"], clip["pose"], fps)
-            true_info = None
-            if identity_info == "true":
-                true_info = {"identity_cond": metrics.to_float(clip["identity_cond"]),
-                             "identity_expression": np.concatenate(
-                                 [clip["identity_controls"], clip["identity_pose"]]
-                             ).astype(np.float32)}
+            true_info = synth.true_identity_info(clip) if identity_info == "true" else None
             mpis = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]), track,
                                  steps, seed, batch_size, space, true_info)
         res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every)
@@ -224,8 +218,3 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
     write_dataset_report(out / "report.html", details, totals, per_identity, strips)
     return result
 
-
-def _identity_of(path: Path) -> str:
-    """The identity id of a clip file ``clip-IIII-CC.npz`` (else the file name)."""
-    m = re.match(r"clip-(\d+)-\d+", path.stem)
-    return m.group(1) if m else path.stem

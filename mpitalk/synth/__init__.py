@@ -26,7 +26,7 @@ CLI: ``python -m mpitalk.synth --out DIR --identities N --clips-per-identity M -
 from mpitalk.synth.identity import ATLAS_PX, HAIR_STYLES, Identity, deform, make_identity
 from mpitalk.synth.meshes import welded_normals
 from mpitalk.synth.motion import FPS, make_motion
-from mpitalk.synth.reader import ClipDataset
+from mpitalk.synth.reader import ClipDataset, identity_of, true_identity_info
 from mpitalk.synth.scene import (
     BACKDROP_Z_M,
     SUPERSAMPLE,
@@ -63,12 +63,14 @@ __all__ = [
     "clip_name",
     "deform",
     "generate",
+    "identity_of",
     "intrinsics",
     "main",
     "make_identity",
     "make_motion",
     "render_clip",
     "split_identities",
+    "true_identity_info",
     "view_poses",
     "welded_normals",
     "write_npz",

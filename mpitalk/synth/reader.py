@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,18 @@ class ClipDataset:
         with np.load(self.files[i], allow_pickle=False) as z:
             keys = _TRAIN_KEYS if self.hide_ground_truth else z.files
             return {k: z[k] for k in keys}
+
+
+def identity_of(path: str | Path) -> str:
+    """The identity id of a clip file ``clip-IIII-CC.npz`` (``clip_name``; else the file name)."""
+    stem = Path(path).stem
+    m = re.match(r"clip-(\d+)-\d+", stem)
+    return m.group(1) if m else stem
+
+
+def true_identity_info(clip: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The identity image's true ``identity_cond`` (float [0,1]) and ``identity_expression``
+    (52 blendshapes + head pose), as the model's conditions take them."""
+    return {"identity_cond": clip["identity_cond"].astype(np.float32) / 255.0,
+            "identity_expression": np.concatenate(
+                [clip["identity_controls"], clip["identity_pose"]]).astype(np.float32)}
