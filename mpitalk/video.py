@@ -7,6 +7,10 @@ Stereo files carry both kinds of 3D signalling that players look for:
   ffmpeg writes ``st3d`` only when remuxing a stream that already has stereo side data, so the
   video is first encoded into a Matroska file with ``stereo_mode`` metadata and then remuxed with
   ``-c copy -strict unofficial`` into the MP4 (a direct MP4 encode carries no ``st3d``).
+  ffmpeg 8+ also writes Apple's ``vexu`` box there, without its packing kind: ffmpeg-based
+  readers then report the stereo type as "unspecified" instead of the ``st3d`` layout. The box
+  is renamed to ``free`` (which every reader skips) after the remux, so one consistent layout
+  remains (:func:`_hide_sample_entry_box`).
 - and the file name suffix: ``NAME_LR.mp4`` (side by side) / ``NAME_TB.mp4`` (top-bottom). Some
   players prefer ``_3dh`` (half side-by-side) / ``_3dv`` (half top-bottom), or ``_SBS``/``_OU``:
   pass ``suffix=`` to :func:`export_mpi_sequence` for those.
@@ -204,6 +208,8 @@ class VideoWriter:
             args += ["-c:v", "copy", "-strict", "unofficial", "-movflags", "+faststart",
                      str(self._mp4)]
             _run_ffmpeg(args, f"writing {self.path}")
+            if self.stereo is not None:
+                _hide_sample_entry_box(self._mp4, b"vexu")
             os.replace(self._mp4, self.path)
         finally:
             self._cleanup()
@@ -229,6 +235,50 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+_CONTAINERS = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
+_H264_ENTRIES = (b"avc1", b"avc3")  # the sample entries VideoWriter's files can have
+_VISUAL_ENTRY_FIELDS = 78  # bytes of a VisualSampleEntry before its child boxes (ISO 14496-12)
+
+
+def _boxes(data: bytearray, start: int, end: int):
+    """(start, type, payload start, end) of each ISO BMFF box in ``data[start:end]``."""
+    while start + 8 <= end:
+        size, head = int.from_bytes(data[start:start + 4], "big"), 8
+        if size == 1:  # 64-bit size
+            size, head = int.from_bytes(data[start + 8:start + 16], "big"), 16
+        elif size == 0:  # to the end of the enclosing box
+            size = end - start
+        if size < head or start + size > end:
+            return
+        yield start, bytes(data[start + 4:start + 8]), start + head, start + size
+        start += size
+
+
+def _hide_sample_entry_box(path: Path, kind: bytes) -> None:
+    """Rename every ``kind`` box inside the sample entries (moov/trak/.../stsd/<entry>) of the
+    MP4 at ``path`` to ``free``, in place (sizes unchanged, so no offset moves)."""
+    data = bytearray(path.read_bytes())
+    found: list[int] = []
+
+    def walk(start: int, end: int) -> None:
+        for _, box, body, stop in _boxes(data, start, end):
+            if box in _CONTAINERS:
+                walk(body, stop)
+            elif box == b"stsd":  # full box header (4) + entry count (4), then the entries
+                for _, codec, entry, entry_end in _boxes(data, body + 8, stop):
+                    if codec not in _H264_ENTRIES:
+                        continue
+                    found.extend(at for at, child, _, _ in
+                                 _boxes(data, entry + _VISUAL_ENTRY_FIELDS, entry_end)
+                                 if child == kind)
+
+    walk(0, len(data))
+    for at in found:
+        data[at + 4:at + 8] = b"free"
+    if found:
+        path.write_bytes(data)
 
 
 def _writable_dir(folder: Path) -> Path:

@@ -2,6 +2,7 @@
 metadata, layouts, audio, and one-line errors."""
 
 import re
+import subprocess
 import wave
 
 import av
@@ -63,6 +64,14 @@ def st3d_mode(path):
     return None if i < 0 else data[i + 8]
 
 
+def ffmpeg_stereo_type(path):
+    """The stereo type ffmpeg's MP4 reader reports for the video stream ("side by side", ...)."""
+    probe = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, text=True)
+    found = re.search(r"stereo ?3d: *([a-z ]+)", probe.stderr, re.IGNORECASE)
+    return None if found is None else found.group(1).strip().lower()
+
+
 def has_frame_packing_sei(path):
     """An H.264 SEI NAL (length-prefixed, type 6) whose first payload is type 45."""
     return re.search(rb"\x00\x00\x00[\x08-\x30]\x06\x2d", path.read_bytes()) is not None
@@ -80,6 +89,7 @@ def test_sbs_disparity_metadata_and_novel_view(plane_mpi, tmp_path):
     assert horizontal_shift(left, right, inner, slice(66, 100)) == pytest.approx(expected, abs=1.0)
     assert horizontal_shift(left, right, inner, slice(8, 40)) == pytest.approx(0.0, abs=1.0)
     assert st3d_mode(out["stereo"]) == 2  # left-right
+    assert ffmpeg_stereo_type(out["stereo"]) == "side by side"  # no box contradicts st3d
     assert has_frame_packing_sei(out["stereo"])
     assert st3d_mode(out["novel_view"]) is None
     assert decode(out["novel_view"]).shape == (FRAMES, H, W, 3)
@@ -94,6 +104,7 @@ def test_tb_half_layout_via_cli(plane_mpi, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     path = out / "mpitalk_TB.mp4"  # the job runner names its outputs "mpitalk"
     assert st3d_mode(path) == 1  # top-bottom
+    assert ffmpeg_stereo_type(path) == "top and bottom"
     assert has_frame_packing_sei(path)
     assert (out / "mpitalk_frame000001.ply").is_file()
     assert not (out / "mpitalk_orbit.mp4").exists()
