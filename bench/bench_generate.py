@@ -1,6 +1,6 @@
 """Benchmark: generation frames/s and the end-to-end default job, split by stage.
 
-    python bench/bench_generate.py [--frames 100] [--steps 8] [--quick]
+    python bench/bench_generate.py [--frames 100] [--steps N] [--quick]
 
 Runs the default job (shipped identity, track and checkpoint; 128x128 MPI; stereo export with
 512-pixel eyes) for ``--frames`` frames into a temporary folder, as ``python -m mpitalk.render``
@@ -25,15 +25,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--frames", type=int, default=100, help="frames (100 = 4 s at 25 fps)")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: the job's)")
     ap.add_argument("--quick", action="store_true", help="24 frames instead")
     ap.add_argument("--json", default=str(Path(__file__).with_name("results_generate.json")))
     args = ap.parse_args(argv)
     frames = 24 if args.quick else args.frames
-
     import jax
 
     from mpitalk import job
+
+    if args.steps is None:
+        args.steps = job.JobOptions().steps
 
     with tempfile.TemporaryDirectory() as tmp:
         # cold: what a user waits for, JIT compilation included

@@ -52,7 +52,7 @@ class JobOptions:
     duration: float | None = None  # seconds of the track to use (default: all)
     frames: int | None = None  # number of frames to generate (overrides duration)
     seed: int = 0  # noise seed (one seed shared by every frame)
-    steps: int = 8  # sampler steps
+    steps: int = 4  # sampler steps (4 and 8 measured equal on held-out data, 4 is twice as fast)
     sampler: str = "euler"  # euler or heun (2nd order); euler measured better (README)
     checkpoint: str | None = None  # model checkpoint folder (default: data/checkpoint)
     expression_scale: float = 1.0  # multiplies the 52 blendshapes
