@@ -308,10 +308,11 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
 
 
 # fields that fix the parameters' shapes and meaning (sigma_data: the EDM input scaling): a saved
-# model fits a run only if they match
-ARCHITECTURE_FIELDS = ("image_size", "num_planes", "near_m", "far_m", "focal_scale", "stem_factor",
-                       "channels", "blocks_per_level", "attention_levels", "attention_heads",
-                       "emb_dim", "sweep_depths_m", "sigma_data")
+# model fits a run only if they match. The plane depths (near_m, far_m) may change: a fine-tune
+# then re-learns which plane carries which depth
+ARCHITECTURE_FIELDS = ("image_size", "num_planes", "focal_scale", "stem_factor", "channels",
+                       "blocks_per_level", "attention_levels", "attention_heads", "emb_dim",
+                       "sweep_depths_m", "sigma_data")
 
 
 class Trainer:

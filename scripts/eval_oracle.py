@@ -1,6 +1,7 @@
 """What the MPI representation itself allows on the side views: the ground-truth-depth oracle.
 
     python scripts/eval_oracle.py --data synthdata_v2 --split test [--frames 4] [--planes 16]
+        [--near M] [--far M]
 
 For every frame, the target image is put on the model's MPI planes at its true depth (each
 pixel, fully opaque, on the plane nearest its depth in disparity; the opaque back plane
@@ -53,9 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--frames", type=int, default=4, help="first frames of each clip")
     p.add_argument("--planes", type=int, default=None, help="planes (default: tiny's)")
+    p.add_argument("--near", type=float, default=None, help="nearest plane, metres "
+                   "(default: tiny's)")
+    p.add_argument("--far", type=float, default=None, help="back plane, metres (default: tiny's)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = p.parse_args(argv)
-    config = tiny() if a.planes is None else tiny().replace(num_planes=a.planes)
+    config = tiny()
+    for field, value in (("num_planes", a.planes), ("near_m", a.near), ("far_m", a.far)):
+        if value is not None:
+            config = config.replace(**{field: value})
     try:
         ds = synth.ClipDataset(a.data, a.split, hide_ground_truth=False)
         if len(ds) == 0:
@@ -85,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             fg = clip[f"{v}_alpha"][:T] > 127
             scores_fg[v] += list(np.atleast_1d(metrics.psnr(out[:, k], gt, mask=fg)))
     result = {"clips": len(ds), "frames_per_clip": a.frames, "planes": config.num_planes,
+              "near_m": config.near_m, "far_m": config.far_m,
               "psnr": {v: float(np.mean(s)) for v, s in scores.items()},
               "psnr_fg": {v: metrics.nanmean(s) for v, s in scores_fg.items()}}
     print(json.dumps(result, indent=1))

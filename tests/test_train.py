@@ -124,6 +124,12 @@ def test_init_from_a_saved_model_takes_its_weights_and_checks_the_architecture(t
     wider = train.Trainer(CFG.replace(channels=(8, 24)), tmp_path / "run2")
     with pytest.raises(train.UserError, match="channels"):
         wider.init_from(saved)
+    # other plane depths: same shapes, so the weights carry over (the fine-tune re-learns depth)
+    moved = train.Trainer(CFG.replace(near_m=CFG.near_m + 0.05), tmp_path / "run3")
+    assert moved.init_from(saved) == 123
+    got = jax.tree.leaves(nnx.state(moved.model, nnx.Param))
+    for w, m in zip(want, got, strict=True):
+        np.testing.assert_array_equal(np.asarray(m), np.asarray(w))
 
 
 def test_init_from_cli_starts_a_run_and_records_where_from(tmp_path):
