@@ -10,7 +10,7 @@ from flax import nnx
 
 from mpitalk import UserError, camera, checkpoint, mpi
 from mpitalk import model as M
-from mpitalk.model.heads import plane_sweep
+from mpitalk.model.heads import interpolate_planes, plane_sweep
 
 CFG = M.micro()
 S, D = CFG.image_size, CFG.num_planes
@@ -115,3 +115,41 @@ def test_checkpoint_round_trip_and_unknown_version(model, tmp_path):
 def test_shipped_checkpoint_loads():
     config, model = checkpoint.load()
     assert config.image_size == 128 and isinstance(model, M.MPIModel)
+
+
+def test_interpolate_planes_is_linear_in_disparity_and_holds_at_the_ends():
+    disparity = np.array([2.0, 1.0, 1.5, 3.0])  # any order
+    values = np.stack([1.0 + 2.0 * disparity, -disparity])  # (2, D), affine in disparity
+    new = np.array([0.5, 1.0, 1.25, 2.4, 3.0, 4.0])
+    got = interpolate_planes(values, disparity, new)
+    inside = np.clip(new, 1.0, 3.0)  # beyond the end planes: the end plane's value
+    np.testing.assert_allclose(got, np.stack([1.0 + 2.0 * inside, -inside]), atol=1e-12)
+
+
+def _moved(model):
+    """``model`` with every parameter moved well off its initial value (heads included)."""
+    other = M.MPIModel(CFG, rngs=nnx.Rngs(3))
+    nnx.update(other, jax.tree.map(lambda p: p + jnp.sin(jnp.arange(p.size).reshape(
+        p.shape) + 1.0), nnx.state(model, nnx.Param)))
+    return other
+
+
+def test_with_planes_same_planes_is_the_same_model_and_more_planes_keeps_the_view(model):
+    trained = _moved(model)
+    identity, cond = _inputs()
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, S, S, 3)), jnp.float32)
+    c = M.build_conditioning(CFG, identity, cond, reference_space=True)
+    same = M.with_planes(trained, D)
+    np.testing.assert_allclose(same(x, jnp.ones(2), c), trained(x, jnp.ones(2), c), atol=1e-6)
+    # twice the planes over the same range: another MPI, but its image in its own camera stays
+    # close to the original's (the planes interpolate, the alphas thin out with the spacing);
+    # fresh heads on the same trunk miss it by about 0.08
+    more = M.with_planes(trained, 2 * D)
+    assert more.config.num_planes == 2 * D
+    c2 = M.build_conditioning(more.config, identity, cond, reference_space=True)
+    eye = jnp.broadcast_to(jnp.eye(4), (2, 4, 4))
+    a = M.render_to_target(CFG, trained(x, jnp.ones(2), c), eye).rgb
+    b = M.render_to_target(more.config, more(x, jnp.ones(2), c2), eye).rgb
+    assert float(jnp.mean(jnp.abs(a - b))) < 0.01
+    with pytest.raises(UserError, match="planes"):
+        M.with_planes(trained, 1)

@@ -36,13 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mpitalk import camera, diffusion, mpi
+from mpitalk import UserError, camera, diffusion, mpi
 from mpitalk.model.config import PRESETS, Config, base, micro, tiny
-from mpitalk.model.heads import MPIHeads, plane_sweep
+from mpitalk.model.heads import MPIHeads, plane_sweep, resample_heads
 from mpitalk.model.unet import UNet
 
 __all__ = ["Config", "MPIModel", "PRESETS", "base", "build_conditioning", "denoise",
-           "micro", "mpi_geometry", "sample_mpi", "tiny"]
+           "micro", "mpi_geometry", "sample_mpi", "tiny", "with_planes"]
 
 NUM_EXPRESSION = 58  # 52 ARKit blendshapes + 6 pose numbers
 IMAGE_CHANNELS = 3 + 3 + 4 + 4 + 3  # noisy target, identity, identity_cond, cond_render, prev
@@ -138,6 +138,23 @@ class MPIModel(nnx.Module):
         h = jnp.concatenate([x_scaled, conditioning["image"]], axis=-1)
         h = self.unet(h, c_noise, conditioning["vector"])
         return self.heads(h, conditioning["sweep"])
+
+
+def with_planes(model: MPIModel, num_planes: int, near_m: float | None = None,
+                far_m: float | None = None) -> MPIModel:
+    """``model`` with ``num_planes`` MPI planes between ``near_m`` and ``far_m`` (None: its own):
+    the trunk copied, the per-plane head weights interpolated in disparity; fine-tune it."""
+    config = model.config
+    new_config = config.replace(num_planes=num_planes, near_m=near_m or config.near_m,
+                                far_m=far_m or config.far_m)
+    if num_planes < 2 or not 0 < new_config.near_m < new_config.far_m:
+        raise UserError(f"{num_planes} planes from {new_config.near_m} to {new_config.far_m} m: "
+                        "an MPI needs at least 2 planes and 0 < near < far")
+    new = MPIModel(new_config, rngs=nnx.Rngs(0))
+    nnx.update(new.unet, nnx.state(model.unet, nnx.Param))
+    resample_heads(model.heads, new.heads, np.asarray(mpi_geometry(config)[0]),
+                   np.asarray(mpi_geometry(new_config)[0]))
+    return new
 
 
 def render_to_target(config: Config, rgba: jax.Array, tgt_from_mpi: jax.Array) -> mpi.RenderOut:

@@ -69,3 +69,38 @@ class MPIHeads(nnx.Module):
         color = jax.nn.sigmoid(depth_to_space(self.color(h), f))[:, None]  # (B,1,S,S,3)
         rgb = blend * sweep[..., :3] + (1.0 - blend) * color
         return jnp.concatenate([rgb, alpha[..., None]], axis=-1)
+
+
+def interpolate_planes(values: np.ndarray, disparity: np.ndarray,
+                       new_disparity: np.ndarray) -> np.ndarray:
+    """Per-plane ``values`` (..., D) given at plane ``disparity`` (D,) -> (..., D') at
+    ``new_disparity`` (D',), linear in disparity, held constant beyond the end planes."""
+    order = np.argsort(disparity)
+    d, v = np.asarray(disparity)[order], np.asarray(values)[..., order]
+    i = np.clip(np.searchsorted(d, new_disparity) - 1, 0, len(d) - 2)
+    t = np.clip((new_disparity - d[i]) / (d[i + 1] - d[i]), 0.0, 1.0)
+    return v[..., i] * (1.0 - t) + v[..., i + 1] * t
+
+
+def resample_heads(heads: MPIHeads, new: MPIHeads, depths: np.ndarray,
+                   new_depths: np.ndarray) -> None:
+    """Set ``new``'s geometry and blend layers (another plane count or plane depths) from
+    ``heads``', interpolating every weight along the planes' disparity, and copy the colour
+    layer: the start of a fine-tune to new planes. Alpha logits are lowered by the log of the
+    plane-spacing ratio, so a span of depth keeps about its opacity (small alphas add)."""
+    f2 = heads.factor**2
+    disp, new_disp = 1.0 / np.asarray(depths), 1.0 / np.asarray(new_depths)
+    spacing = (disp[-1] - disp[0]) / (len(disp) - 1)
+    new_spacing = (new_disp[-1] - new_disp[0]) / (len(new_disp) - 1)
+
+    def per_plane(layer, d, nd, shift=0.0):
+        kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+        k = interpolate_planes(kernel.reshape(kernel.shape[0], f2, len(d)), d, nd)
+        b = interpolate_planes(bias.reshape(f2, len(d)), d, nd) + shift
+        return jnp.asarray(k.reshape(kernel.shape[0], -1)), jnp.asarray(b.reshape(-1))
+
+    # geometry: planes 1..D-1 (the back plane is always opaque); blend: every plane
+    new.geometry.kernel[...], new.geometry.bias[...] = per_plane(
+        heads.geometry, disp[1:], new_disp[1:], float(np.log(new_spacing / spacing)))
+    new.blend.kernel[...], new.blend.bias[...] = per_plane(heads.blend, disp, new_disp)
+    new.color.kernel[...], new.color.bias[...] = heads.color.kernel[...], heads.color.bias[...]

@@ -1,0 +1,44 @@
+"""Give a saved model other MPI planes (count and/or depth range), ready to fine-tune.
+
+    python scripts/resize_planes.py --checkpoint data/checkpoint --planes 24 [--near 0.46]
+        [--far 1.1] --out runs/resized
+
+The trunk is copied; the per-plane head weights are interpolated along the planes' disparity
+(``mpitalk.model.with_planes``). The result renders roughly as the original does but is not
+trained for its planes: fine-tune it (``python -m mpitalk.train --init-from OUT``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mpitalk import UserError, checkpoint
+from mpitalk.model import with_planes
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped)")
+    p.add_argument("--planes", type=int, required=True, help="number of MPI planes")
+    p.add_argument("--near", type=float, default=None, help="nearest plane, metres")
+    p.add_argument("--far", type=float, default=None, help="back plane, metres")
+    p.add_argument("--out", type=Path, required=True, help="new checkpoint folder")
+    a = p.parse_args(argv)
+    try:
+        config, model = checkpoint.load(a.checkpoint)
+        step = checkpoint.read_meta(Path(a.checkpoint or checkpoint.default_path())).get("step")
+        new = with_planes(model, a.planes, a.near, a.far)
+        c = new.config
+        out = checkpoint.save(a.out, c, new, step=step, note=f"resized to {c.num_planes} planes, "
+                              f"{c.near_m}-{c.far_m} m; not yet fine-tuned")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
