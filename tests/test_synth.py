@@ -31,7 +31,7 @@ def test_contract(dataset):
     m = json.loads((dataset / "manifest.json").read_text())
     S, T = SMALL["size"], SMALL["frames"]
     assert m["size"] == S and m["frames_per_clip"] == T and m["views"] == list(synth.VIEWS)
-    assert (m["near_m"], m["far_m"]) == (0.42, 1.2) and m["fps"] > 0
+    assert (m["near_m"], m["far_m"]) == (0.48, 1.1) and m["fps"] > 0
     assert (dataset / "preview.png").is_file() and (dataset / "synth.log").is_file()
     a = _clip(dataset)
     expect = {

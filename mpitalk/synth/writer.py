@@ -18,7 +18,7 @@ from mpitalk.synth.motion import FPS, make_motion
 from mpitalk.synth.scene import VIEWS, SceneRenderer, view_poses
 
 FORMAT_VERSION = 1
-NEAR_M, FAR_M = 0.42, 1.2  # MPI range the model uses (docs/dataset.md)
+NEAR_M, FAR_M = 0.48, 1.1  # MPI range the model uses (docs/dataset.md; model.Config)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
