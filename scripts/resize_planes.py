@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="new checkpoint folder")
     a = p.parse_args(argv)
     try:
-        config, model = checkpoint.load(a.checkpoint)
+        _, model = checkpoint.load(a.checkpoint)
         step = checkpoint.read_meta(Path(a.checkpoint or checkpoint.default_path())).get("step")
         new = with_planes(model, a.planes, a.near, a.far)
         c = new.config

@@ -153,3 +153,5 @@ def test_with_planes_same_planes_is_the_same_model_and_more_planes_keeps_the_vie
     assert float(jnp.mean(jnp.abs(a - b))) < 0.01
     with pytest.raises(UserError, match="planes"):
         M.with_planes(trained, 1)
+    with pytest.raises(UserError, match="near"):
+        M.with_planes(trained, D, near_m=0.0)

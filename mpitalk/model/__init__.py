@@ -145,8 +145,9 @@ def with_planes(model: MPIModel, num_planes: int, near_m: float | None = None,
     """``model`` with ``num_planes`` MPI planes between ``near_m`` and ``far_m`` (None: its own):
     the trunk copied, the per-plane head weights interpolated in disparity; fine-tune it."""
     config = model.config
-    new_config = config.replace(num_planes=num_planes, near_m=near_m or config.near_m,
-                                far_m=far_m or config.far_m)
+    new_config = config.replace(num_planes=num_planes,
+                                near_m=config.near_m if near_m is None else near_m,
+                                far_m=config.far_m if far_m is None else far_m)
     if num_planes < 2 or not 0 < new_config.near_m < new_config.far_m:
         raise UserError(f"{num_planes} planes from {new_config.near_m} to {new_config.far_m} m: "
                         "an MPI needs at least 2 planes and 0 < near < far")
