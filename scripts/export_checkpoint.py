@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mpitalk import UserError
+from mpitalk import run_cli
 from mpitalk.train import export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,13 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoint", help="destination")
     p.add_argument("--note", default="", help="note stored in the checkpoint's JSON")
     a = p.parse_args(argv)
-    try:
-        out = export(a.workdir, a.out, note=a.note)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0
+    return run_cli(lambda: print(f"wrote {export(a.workdir, a.out, note=a.note)}"))
 
 
 if __name__ == "__main__":

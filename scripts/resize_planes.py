@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mpitalk import UserError, checkpoint
+from mpitalk import checkpoint, run_cli
 from mpitalk.model import with_planes
 
 
@@ -26,19 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--far", type=float, default=None, help="back plane, metres")
     p.add_argument("--out", type=Path, required=True, help="new checkpoint folder")
     a = p.parse_args(argv)
-    try:
-        _, model = checkpoint.load(a.checkpoint)
-        step = checkpoint.read_meta(Path(a.checkpoint or checkpoint.default_path())).get("step")
-        new = with_planes(model, a.planes, a.near, a.far)
-        c = new.config
-        out = checkpoint.save(a.out, c, new, step=step, note=f"resized to {c.num_planes} planes, "
-                              f"{c.near_m}-{c.far_m} m; not yet fine-tuned")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0
+    return run_cli(lambda: _resize(a))
 
+
+def _resize(a: argparse.Namespace) -> None:
+    _, model = checkpoint.load(a.checkpoint)
+    step = checkpoint.read_meta(Path(a.checkpoint or checkpoint.default_path())).get("step")
+    new = with_planes(model, a.planes, a.near, a.far)
+    c = new.config
+    out = checkpoint.save(a.out, c, new, step=step, note=f"resized to {c.num_planes} planes, "
+                          f"{c.near_m}-{c.far_m} m; not yet fine-tuned")
+    print(f"wrote {out}")
 
 if __name__ == "__main__":
     sys.exit(main())
