@@ -155,3 +155,20 @@ def test_with_planes_same_planes_is_the_same_model_and_more_planes_keeps_the_vie
         M.with_planes(trained, 1)
     with pytest.raises(UserError, match="near"):
         M.with_planes(trained, D, near_m=0.0)
+
+
+def test_with_blocks_keeps_the_outputs_and_adds_trainable_blocks(model):
+    trained = _moved(model)
+    identity, cond = _inputs()
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, S, S, 3)), jnp.float32)
+    c = M.build_conditioning(CFG, identity, cond, reference_space=True)
+    deeper = M.with_blocks(trained, 2)
+    assert deeper.config.blocks_per_level == 2
+    assert all(len(blocks) == 2 for blocks in list(deeper.unet.enc) + list(deeper.unet.dec))
+    np.testing.assert_allclose(deeper(x, jnp.ones(2), c), trained(x, jnp.ones(2), c), atol=1e-6)
+    # the added blocks are live: moving one's last convolution changes the output
+    block = deeper.unet.enc[0][1]
+    block.conv2.kernel.set_value(block.conv2.kernel.get_value() + 0.1)
+    assert float(jnp.max(jnp.abs(deeper(x, jnp.ones(2), c) - trained(x, jnp.ones(2), c)))) > 1e-3
+    with pytest.raises(UserError, match="blocks"):
+        M.with_blocks(trained, 0)

@@ -42,7 +42,7 @@ from mpitalk.model.heads import MPIHeads, plane_sweep, resample_heads
 from mpitalk.model.unet import UNet
 
 __all__ = ["Config", "MPIModel", "PRESETS", "base", "build_conditioning", "denoise",
-           "micro", "mpi_geometry", "sample_mpi", "tiny", "with_planes"]
+           "micro", "mpi_geometry", "sample_mpi", "tiny", "with_blocks", "with_planes"]
 
 NUM_EXPRESSION = 58  # 52 ARKit blendshapes + 6 pose numbers
 IMAGE_CHANNELS = 3 + 3 + 4 + 4 + 3  # noisy target, identity, identity_cond, cond_render, prev
@@ -155,6 +155,26 @@ def with_planes(model: MPIModel, num_planes: int, near_m: float | None = None,
     nnx.update(new.unet, nnx.state(model.unet, nnx.Param))
     resample_heads(model.heads, new.heads, np.asarray(mpi_geometry(config)[0]),
                    np.asarray(mpi_geometry(new_config)[0]))
+    return new
+
+
+def with_blocks(model: MPIModel, blocks_per_level: int) -> MPIModel:
+    """``model`` with ``blocks_per_level`` residual blocks at each U-Net level (at least its
+    own): its weights copied, each added block's last convolution zero so that the block
+    starts as the identity (same outputs); fine-tune it."""
+    config = model.config
+    if blocks_per_level < config.blocks_per_level:
+        raise UserError(f"blocks_per_level {blocks_per_level}: the model has "
+                        f"{config.blocks_per_level}; blocks can be added, not removed")
+    new = MPIModel(config.replace(blocks_per_level=blocks_per_level), rngs=nnx.Rngs(0))
+    old = dict(nnx.state(model, nnx.Param).flat_state())
+    state = nnx.state(new, nnx.Param)
+    for path, var in state.flat_state():
+        if path in old:
+            var.set_value(old[path].get_value())
+        elif path[-2] == "conv2":  # (..., block, "conv2", kernel|bias) of an added block
+            var.set_value(jnp.zeros_like(var.get_value()))
+    nnx.update(new, state)
     return new
 
 
