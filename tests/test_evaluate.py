@@ -184,6 +184,36 @@ def test_true_identity_info_reaches_the_model(data, tmp_path, monkeypatch):
                                   identity_info="guessed", progress=False)
 
 
+def test_relative_identity_info_gives_the_motion_from_the_photo(data, tmp_path, monkeypatch):
+    import mpitalk.model
+    from mpitalk import generate, synth
+
+    seen = []
+
+    def recording(model, config, identity, cond, key, steps=8, sampler="heun"):
+        seen.append({k: np.asarray(v) for k, v in cond.items()})
+        return _stand_in_sample_mpi(model, config, identity, cond, key, steps, sampler)
+
+    # the photo's pose as MediaPipe would misread it: 2 degrees of yaw, 1 cm to the side
+    est_pose = np.array([np.radians(2.0), 0.0, 0.0, 0.01, 0.0, 0.6], np.float32)
+    est = {"identity_cond": np.zeros((32, 32, 4), np.float32),
+           "identity_expression": np.r_[np.zeros(52), est_pose].astype(np.float32)}
+    monkeypatch.setattr(mpitalk.model, "sample_mpi", recording)
+    monkeypatch.setattr(generate, "identity_conditions", lambda identity, K: est)
+    config = mpitalk.model.micro()
+    runs = {}
+    for info in ("estimated", "relative"):
+        seen.clear()
+        evaluate.evaluate_dataset(data, "test", tmp_path / info, model=object(), config=config,
+                                  steps=2, max_clips=1, identity_info=info, progress=False)
+        runs[info] = np.concatenate([c["expression"][:, 52:] for c in seen])
+    clip = synth.ClipDataset(data, "test", hide_ground_truth=False)[0]
+    want = generate.drivable_pose(clip["pose"] - clip["identity_pose"] + est_pose)
+    np.testing.assert_allclose(runs["relative"], want, atol=1e-6)
+    np.testing.assert_allclose(runs["estimated"], generate.drivable_pose(clip["pose"]), atol=1e-6)
+    assert not np.allclose(runs["relative"], runs["estimated"])
+
+
 @pytest.mark.skipif(os.environ.get("MPITALK_SLOW_TESTS") != "1",
                     reason="slow (building + compiling the micro model takes ~1 min on 2 cores); "
                            "set MPITALK_SLOW_TESTS=1")

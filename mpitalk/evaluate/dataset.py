@@ -148,7 +148,9 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
     """Evaluate the model (None: baselines only) on a synthetic split; write ``out``/metrics.json,
     details.json and report.html. Returns the metrics.json content. ``identity_info``:
     ``estimated`` reads the identity image's head pose and expression with MediaPipe, as the
-    main job does; ``true`` gives the model the dataset's (as the flat baseline has them)."""
+    main job does; ``relative`` the same, with the frames' head poses given as motion from the
+    photo's (``generation.IDENTITY_INFO``); ``true`` gives the model the dataset's (as the flat
+    baseline has them)."""
     from tqdm import tqdm
 
     from mpitalk import controls, synth
@@ -193,8 +195,9 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                                 f"the model makes {S} px; generate data with --size {S}")
             track = controls.Track(clip["controls"], clip["pose"], fps)
             true_info = synth.true_identity_info(clip) if identity_info == "true" else None
+            photo_pose = clip["identity_pose"] if identity_info == "relative" else None
             mpis = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]), track,
-                                 steps, seed, batch_size, space, true_info)
+                                 steps, seed, batch_size, space, true_info, photo_pose)
         res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every)
         frames_per_clip = len(clip["controls"])
         per_clip.append((ident_id, res))

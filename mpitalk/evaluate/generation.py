@@ -20,21 +20,35 @@ def load_model(checkpoint: str | None):
         raise UserError(f"{checkpoint or 'the shipped checkpoint'}: not found ({e})") from None
 
 
-IDENTITY_INFO = ("estimated", "true")
+# what the model is told about the identity image (``--identity-info``):
+# "estimated": its expression and head pose read by MediaPipe, as the main job does, with each
+#   frame's true (absolute) head pose: an error in the photo's estimated pose shows as a wrong
+#   head motion;
+# "relative": the same estimate, with each frame's pose given as the head's true motion from the
+#   photo added to the photo's estimated pose, as the main job applies a track
+#   (``generate.relative_to_identity``): only the motion has to be known, not the photo's pose;
+# "true": the dataset's own (as the flat baseline has them).
+IDENTITY_INFO = ("estimated", "relative", "true")
 
 
 def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: int,
                   batch_size: int, space: str = "reference",
-                  true_info: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                  true_info: dict[str, np.ndarray] | None = None,
+                  photo_pose: np.ndarray | None = None) -> np.ndarray:
     """(T,D,S,S,4) MPIs for one identity (S,S,3) float and track, via ``generate``, exactly as
     the main job makes them: the identity's expression and pose are read from the identity image
     by MediaPipe (``generate.identity_conditions``), unless ``true_info`` gives them (the
     dataset's ``identity_cond`` and ``identity_expression``: what the flat baseline knows).
-    ``space``: the camera the model makes the MPIs in (``generate.SPACES``)."""
-    from mpitalk import generate
+    ``space``: the camera the model makes the MPIs in (``generate.SPACES``). ``photo_pose``:
+    the identity image's true pose (6,); given, the track's poses are taken as motion from it
+    and moved onto the pose the model is told for the photo ("relative" in ``IDENTITY_INFO``)."""
+    from mpitalk import controls, generate
 
     _, K = generate.mpi_geometry(config)
     info = true_info if true_info is not None else generate.identity_conditions(identity, K)
+    if photo_pose is not None:
+        pose = track.pose - np.asarray(photo_pose, np.float32) + generate.reference_pose(info)
+        track = controls.Track(track.values, pose.astype(np.float32), track.fps, track.names)
     return np.stack(list(generate.generate_mpis(model, config, identity, track, seed=seed,
                                                 steps=steps, batch_size=batch_size,
                                                 identity_info=info, space=space)))
