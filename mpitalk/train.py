@@ -560,6 +560,9 @@ def write_report(workdir: Path, model: MPIModel, preview: dict[str, np.ndarray],
 def export(workdir: str | Path, out: str | Path, note: str = "") -> Path:
     """Copy the latest training checkpoint's EMA weights into a model checkpoint at ``out``."""
     workdir = Path(workdir)
+    if not (workdir / "config.json").is_file():
+        raise UserError(f"{workdir}: not a training run (no config.json); give the --workdir "
+                        "of a python -m mpitalk.train run")
     config = Config.from_dict(json.loads((workdir / "config.json").read_text()))
     trainer = Trainer(config, workdir)
     if not trainer.restore():

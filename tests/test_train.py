@@ -102,6 +102,8 @@ def test_resume_reproduces_uninterrupted_losses_and_export(tmp_path):
     config, model = checkpoint.load(out)
     assert config == CFG
     assert json.loads((out / checkpoint.META_FILE).read_text())["step"] == 4
+    with pytest.raises(train.UserError, match="not a training run"):
+        train.export(tmp_path / "data", tmp_path / "nothing")
 
 
 def test_init_from_a_saved_model_takes_its_weights_and_checks_the_architecture(tmp_path):
