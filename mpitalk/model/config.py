@@ -18,7 +18,7 @@ class Config:
     far_m: float = 1.1  # farthest (opaque) plane depth, metres: the synthetic backdrop's; on
     # validation, 0.48-1.1 m instead of 0.42-1.2 m raised the 16-plane oracle's +-10 deg views
     # by 0.3 dB (docs/eval/oracle_planes_val.json), a fine-tuned model's by 0.1-0.3 dB
-    # (data/README.md; the demo model has 24 planes over this range)
+    # (data/README.md; the demo model has 32 planes over this range)
     focal_scale: float = 1.5  # focal length in units of S (focal_px = focal_scale * S)
     # --- network ---
     stem_factor: int = 2  # f: the trunk works on f x f pixel blocks (S/f px); heads restore S
