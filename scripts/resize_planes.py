@@ -39,7 +39,8 @@ def _resize(a: argparse.Namespace) -> None:
     step = checkpoint.read_meta(Path(a.checkpoint or checkpoint.default_path())).get("step")
     if a.blocks is not None:
         model = with_blocks(model, a.blocks)
-    new = with_planes(model, a.planes or model.config.num_planes, a.near, a.far)
+    planes = model.config.num_planes if a.planes is None else a.planes
+    new = with_planes(model, planes, a.near, a.far)
     c = new.config
     out = checkpoint.save(a.out, c, new, step=step, note=f"resized to {c.num_planes} planes, "
                           f"{c.near_m}-{c.far_m} m, {c.blocks_per_level} blocks per level; "
