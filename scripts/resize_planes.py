@@ -47,5 +47,6 @@ def _resize(a: argparse.Namespace) -> None:
                           "not yet fine-tuned")
     print(f"wrote {out}")
 
+
 if __name__ == "__main__":
     sys.exit(main())
