@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, camera, rig, run_cli
+from mpitalk.model.config import Config
 from mpitalk.synth.identity import Identity, make_identity
 from mpitalk.synth.motion import FPS, make_motion
 from mpitalk.synth.scene import VIEWS, SceneRenderer, view_poses
 
 FORMAT_VERSION = 1
-NEAR_M, FAR_M = 0.48, 1.1  # MPI range the model uses (docs/dataset.md; model.Config)
+# the MPI range the model uses by default, recorded in the manifest (docs/dataset.md)
+NEAR_M, FAR_M = Config.near_m, Config.far_m
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
