@@ -17,9 +17,10 @@ from mpitalk import UserError
 
 
 def surface_points(rgba: np.ndarray, depths: np.ndarray, K: np.ndarray, *,
-                   min_alpha: float = 0.5,
-                   keep_background: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(points (N,3) metres in the MPI camera, colours (N,3) in [0,1])`` of the visible surface.
+                   min_alpha: float = 0.5, keep_background: bool = False,
+                   frame_from_mpi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(points (N,3) metres, colours (N,3) in [0,1])`` of the visible surface, in the MPI's
+    camera or, given ``frame_from_mpi`` (4,4; ``mpi_io``), moved into the frame's camera.
 
     rgba: (D,H,W,4) straight alpha, back to front; depths (D,) metres; K (3,3).
     """
@@ -38,6 +39,9 @@ def surface_points(rgba: np.ndarray, depths: np.ndarray, K: np.ndarray, *,
     pix = np.stack([j + 0.5, i + 0.5, np.ones_like(j, dtype=np.float64)], axis=1)
     rays = pix @ np.linalg.inv(np.asarray(K, dtype=np.float64)).T  # z = 1
     points = rays * depth[i, j][:, None]
+    if frame_from_mpi is not None:
+        T = np.asarray(frame_from_mpi, dtype=np.float64)
+        points = points @ T[:3, :3].T + T[:3, 3]
     return points, np.clip(rgb[i, j], 0.0, 1.0)
 
 

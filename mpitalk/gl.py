@@ -94,7 +94,9 @@ TILE = 16  # tile size in pixels, both for source occupancy and for the target t
 _TILE_DTYPE = np.dtype([("tile", "<i4", 3), ("mask", "<u4", 4)])  # mpi.vert's instance data
 _Z_MIN = 1e-6  # target z below which a projected corner counts as behind the camera
 
-View = tuple[np.ndarray, np.ndarray]  # (tgt_from_src (4,4), K_tgt (3,3)) of one rendered view
+# (view_from_frame (4,4), K_view (3,3)) of one rendered view; the frame's camera is the MPI's own
+# unless set_mpi gave it a frame_from_mpi pose
+View = tuple[np.ndarray, np.ndarray]
 
 
 def stereo_views(K: np.ndarray, ipd_m: float, convergence_m: float | None = None,
@@ -158,6 +160,10 @@ def _tile_runs(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
 class GLRenderer:
     """Render MPIs with OpenGL: ``set_mpi`` once per MPI, then ``render_pose`` per view.
 
+    Views are posed relative to the frame's camera: ``set_mpi``'s ``frame_from_mpi`` (default
+    the identity: the MPI's own camera) is applied after each view's pose, so a view at
+    ``view_from_frame`` renders the MPI at ``view_from_frame @ frame_from_mpi``.
+
     ``width``, ``height``: the default target image size. ``ctx``: a moderngl context (default:
     the headless :func:`context`; the viewer passes its window's). Outputs follow
     :func:`mpitalk.mpi.render`: ``rgb`` composited over black (premultiplied) and ``alpha``.
@@ -188,12 +194,16 @@ class GLRenderer:
         self._fbos: dict[tuple[int, int, str], moderngl.Framebuffer] = {}
         self.depths = np.zeros(0)
         self.K_src = np.eye(3)
+        self.frame_from_mpi = np.eye(4)
 
     # ---- upload --------------------------------------------------------------------------
 
-    def set_mpi(self, rgba: np.ndarray, depths: np.ndarray, K_src: np.ndarray) -> None:
+    def set_mpi(self, rgba: np.ndarray, depths: np.ndarray, K_src: np.ndarray,
+                frame_from_mpi: np.ndarray | None = None) -> None:
         """Upload an MPI: ``rgba`` (D,H,W,4) straight alpha, back to front, float in [0,1] or
-        uint8; ``depths`` (D,) metres; ``K_src`` (3,3). Stored as RGBA8, straight alpha."""
+        uint8; ``depths`` (D,) metres; ``K_src`` (3,3); ``frame_from_mpi`` (4,4) the pose of
+        the MPI's camera in the frame's (``mpi_io``; default the identity). Stored as RGBA8,
+        straight alpha."""
         rgba = np.asarray(rgba)
         D, H, W, C = rgba.shape
         if C != 4 or not 1 <= D <= MAX_PLANES:
@@ -210,6 +220,8 @@ class GLRenderer:
         self.planes.write(np.ascontiguousarray(straight), viewport=(1, 1, 0, W, H, D))
         self.depths = np.asarray(depths, dtype=np.float64).reshape(D)
         self.K_src = np.asarray(K_src, dtype=np.float64).reshape(3, 3)
+        self.frame_from_mpi = (np.eye(4) if frame_from_mpi is None
+                               else np.asarray(frame_from_mpi, dtype=np.float64).reshape(4, 4))
         self._rects = _occupied_rects(straight, TILE)
         # source rectangle corners, grown by one texel (a bilinear tap reaches 0.5 texel out),
         # as points on their planes in the source camera frame: (N,4,3)
@@ -342,7 +354,8 @@ class GLRenderer:
         self._set_uniform("u_view", [w, h])
         for k, (pose, K_tgt) in enumerate(views):
             self._set_uniform("u_origin", [w * k, 0] if layout == "sbs" else [0, h * k])
-            for kind, inst in self._set_pose(pose, K_tgt, (w, h)).items():
+            tgt_from_src = np.asarray(pose, np.float64) @ self.frame_from_mpi
+            for kind, inst in self._set_pose(tgt_from_src, K_tgt, (w, h)).items():
                 if len(inst) == 0:
                     continue
                 if inst.nbytes > self._tiles[kind].size:
@@ -365,8 +378,9 @@ class GLRenderer:
 
     def render_pose(self, tgt_from_src: np.ndarray,
                     K_tgt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Render the uploaded MPI to one pose: ``(rgb (h,w,3), alpha (h,w))`` float32, as
-        :func:`mpitalk.mpi.render` (``K_tgt`` defaults to the MPI's own ``K_src``)."""
+        """Render the uploaded MPI to one pose (from the frame's camera: see the class):
+        ``(rgb (h,w,3), alpha (h,w))`` float32, as :func:`mpitalk.mpi.render` (``K_tgt``
+        defaults to the MPI's own ``K_src``)."""
         K = self.K_src if K_tgt is None else K_tgt
         out = self.render_views([(tgt_from_src, K)])
         return out[..., :3], out[..., 3]

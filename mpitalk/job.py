@@ -169,10 +169,10 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
     near, far = float(seq.depths[-1]), float(seq.depths[0])
     cols = []
     for t in picks:
-        rgba = seq[t]
-        renderer.set_mpi(rgba, seq.depths, seq.K)
+        rgba, frame_from_mpi = seq[t], seq.pose(t)
+        renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
         views = [renderer.render_pose(T)[0] for T in poses]
-        depth = np.asarray(mpi.alpha_weighted_depth(rgba, seq.depths))
+        depth = np.asarray(mpi.render(rgba, seq.depths, seq.K, frame_from_mpi).depth)
         depth_img = np.clip((1 / depth - 1 / far) / (1 / near - 1 / far), 0, 1)
         cols.append(np.concatenate([views[0], np.repeat(depth_img[..., None], 3, -1), views[1],
                                     views[2]], 0))
@@ -258,11 +258,12 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
                        "seconds": len(track) / track.fps}
     stages = generate.Timings()
     t0 = time.perf_counter()
-    frames = generate.generate_mpis(model, config, identity, track, seed=o.seed, steps=o.steps,
-                                    sampler=o.sampler, batch_size=o.batch_size,
-                                    progress=not o.quiet, timings=stages,
-                                    identity_info=identity_info, prev_mode=o.prev_mode,
-                                    space=o.space)
+    # each MPI stays in the camera it was made in, with its pose in the frame (mpi_io v2)
+    frames = generate.generate_frames(model, config, identity, track, seed=o.seed,
+                                      steps=o.steps, sampler=o.sampler,
+                                      batch_size=o.batch_size, progress=not o.quiet,
+                                      timings=stages, identity_info=identity_info,
+                                      prev_mode=o.prev_mode, space=o.space)
     mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
     timings["generate_s"] = time.perf_counter() - t0
     timings.update({f"generate_{k}": v for k, v in stages.stages.items()})

@@ -377,7 +377,7 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                                        seq.fps, crf=crf, audio=audio, num_frames=T))
         for t in tqdm(range(T), desc=f"rendering {name}", unit="frame", disable=not progress):
             frame = seq.raw(t)
-            renderer.set_mpi(frame, seq.depths, seq.K)
+            renderer.set_mpi(frame, seq.depths, seq.K, seq.pose(t))
             packed = renderer.render_views(views, layout, dtype="f1")
             writers[0].write(packed[..., :3])
             if poses is not None:
@@ -395,5 +395,5 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
 
         index = ply_frame % T
         outputs["ply"] = geometry.save_ply(out_dir / f"{name}_frame{index:06d}.ply", seq[index],
-                                           seq.depths, seq.K)
+                                           seq.depths, seq.K, frame_from_mpi=seq.pose(index))
     return outputs

@@ -1,4 +1,5 @@
-"""generate_mpis: which earlier frame each clip is conditioned on (prev_mode)."""
+"""generate_frames / generate_mpis: which earlier frame each clip is conditioned on
+(prev_mode), and the camera each MPI is in."""
 
 import numpy as np
 import pytest
@@ -94,6 +95,41 @@ def test_reference_space_mpis_are_moved_into_each_frames_camera(monkeypatch):
                                          space="target"))
     assert np.all(spaces[-1] == 0.0)
     np.testing.assert_array_equal(target[1], ref_mpi)  # as the model made it
+
+
+def test_generate_frames_keeps_the_models_mpi_and_gives_its_pose_in_the_frame(monkeypatch):
+    """generate_frames yields the model's MPI untouched, with frame_from_mpi = the head's motion
+    from the identity (built here from the two head poses); rendering the pair at the frame's
+    own view equals the reprojected MPI of generate_mpis seen from there."""
+    from mpitalk import camera, mpi
+
+    S, D = CFG.image_size, CFG.num_planes
+    rng = np.random.default_rng(1)
+    ref_mpi = rng.random((D, S, S, 4)).astype(np.float32)
+    ref_mpi[0, ..., 3] = 1.0
+    monkeypatch.setattr(M, "sample_mpi", lambda model, config, identity, *a, **k: np.broadcast_to(
+        ref_mpi, (identity.shape[0],) + ref_mpi.shape).copy())
+    pose = np.tile(camera.default_head_pose(), (2, 1)).astype(np.float32)
+    pose[1, 0], pose[1, 3] = -0.12, 0.01
+    track = controls.Track(np.zeros((2, 52), np.float32), pose, 25.0)
+    identity = np.full((S, S, 3), 0.5, np.float32)
+    frames = list(generate.generate_frames(None, CFG, identity, track, batch_size=2))
+    moved = list(generate.generate_mpis(None, CFG, identity, track, batch_size=2))
+    depths, K = generate.mpi_geometry(CFG)
+    ref_from_head = camera.invert_pose(camera.head_pose_matrix(camera.default_head_pose()))
+    for k, (rgba, frame_from_mpi) in enumerate(frames):
+        np.testing.assert_array_equal(rgba, ref_mpi)
+        np.testing.assert_allclose(frame_from_mpi,
+                                   camera.head_pose_matrix(pose[k]) @ ref_from_head, atol=1e-6)
+        direct = mpi.render(rgba, depths, K, frame_from_mpi)
+        seen = np.asarray(direct.alpha) > 1 - 1e-5
+        np.testing.assert_allclose(np.asarray(mpi.composite(moved[k])[0])[seen],
+                                   np.asarray(direct.rgb)[seen], atol=1e-4)
+    target = list(generate.generate_frames(None, CFG, identity, track, batch_size=2,
+                                           space="target"))
+    for rgba, frame_from_mpi in target:
+        np.testing.assert_array_equal(rgba, ref_mpi)
+        np.testing.assert_array_equal(frame_from_mpi, np.eye(4))
 
 
 def test_relative_pose_moves_the_photos_pose_by_the_tracks_motion():

@@ -85,6 +85,22 @@ def test_render_pose_matches_mpi_render(renderer, pose, sparse):
     assert_parity(rgb, alpha, reference(rgba, DEPTHS, K_for(), POSES[pose]))
 
 
+def test_views_are_posed_from_the_frame_camera_given_by_set_mpi(renderer):
+    """With ``frame_from_mpi``, a view at ``view_from_frame`` renders the MPI at the composed
+    pose (the JAX reference given the product), as the exporter and viewer use stored poses."""
+    rgba = smooth_mpi(np.random.default_rng(11), sparse=True)
+    frame_from_mpi = camera.head_motion(np.array([0.15, -0.05, 0.0, 0.01, 0.0, 0.6]),
+                                        np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.6]))
+    renderer.set_mpi(rgba, DEPTHS, K_for(), frame_from_mpi)
+    for pose in ("identity", "left_eye", "orbit_yaw_pitch"):
+        rgb, alpha = renderer.render_pose(POSES[pose])
+        assert_parity(rgb, alpha, reference(rgba, DEPTHS, K_for(),
+                                            POSES[pose] @ np.asarray(frame_from_mpi)))
+    renderer.set_mpi(rgba, DEPTHS, K_for())  # no pose again: the MPI's own camera
+    rgb, alpha = renderer.render_pose(POSES["identity"])
+    assert_parity(rgb, alpha, reference(rgba, DEPTHS, K_for(), POSES["identity"]))
+
+
 def test_stereo_pair_with_convergence_matches_mpi_render(renderer):
     """Both eyes with shifted principal points (convergence), drawn in one framebuffer."""
     rgba = smooth_mpi(np.random.default_rng(7), sparse=True)

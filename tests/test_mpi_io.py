@@ -44,6 +44,33 @@ def test_streamed_generator_and_float16(tmp_path):
     np.testing.assert_array_equal(seq[3], frames[3].astype(np.float16).astype(np.float32))
 
 
+def test_per_frame_poses_round_trip_and_version_1_frames_read_as_identity(tmp_path):
+    frames = _frames(T=2)
+    poses = [camera.orbit_pose(np.float32(0.2), np.float32(-0.1), np.array([0, 0, 0.6])),
+             camera.make_pose(np.eye(3, dtype=np.float32), np.array([0.01, 0.0, 0.02]))]
+    mpi_io.save(tmp_path / "seq", zip(frames, poses, strict=True), np.ones(4), np.eye(3), fps=25)
+    seq = mpi_io.load(tmp_path / "seq")
+    assert seq.version == 2
+    for t in range(2):
+        np.testing.assert_array_equal(seq.raw(t), frames[t])
+        np.testing.assert_array_equal(seq.pose(t), np.asarray(poses[t], np.float32))
+    # plain frames get the identity; a version-1 frame (no pose stored) reads as the identity
+    mpi_io.save(tmp_path / "plain", frames, np.ones(4), np.eye(3), fps=25)
+    np.testing.assert_array_equal(mpi_io.load(tmp_path / "plain").pose(1), np.eye(4))
+    v1 = tmp_path / "v1"
+    (v1 / "frames").mkdir(parents=True)
+    meta = json.loads((tmp_path / "plain" / "mpi.json").read_text())
+    (v1 / "mpi.json").write_text(json.dumps({**meta, "version": 1}))
+    np.savez_compressed(v1 / "frames" / "000000.npz", rgba=frames[0])
+    np.savez_compressed(v1 / "frames" / "000001.npz", rgba=frames[1])
+    old = mpi_io.load(v1)
+    np.testing.assert_array_equal(old.raw(1), frames[1])
+    np.testing.assert_array_equal(old.pose(0), np.eye(4))
+    with pytest.raises(ValueError, match="frame_from_mpi"):
+        mpi_io.save(tmp_path / "bad", [(frames[0], np.eye(3))], np.ones(4), np.eye(3), fps=25)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_no_partial_output_on_failure_and_overwrite(tmp_path):
     def bad():
         yield _frames()[0]

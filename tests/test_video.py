@@ -128,6 +128,11 @@ def test_point_cloud_lies_on_the_near_plane(plane_mpi, tmp_path):
     assert len(points) == 48 * 56  # the square; the background is left out
     np.testing.assert_allclose(points[:, 2], NEAR, rtol=1e-5)
     assert colors.min() >= 0 and colors.max() <= 1
+    # with the frame's pose the same points are moved into the frame's camera
+    T = camera.orbit_pose(np.float32(0.3), np.float32(0.1), np.array([0.0, 0.0, 0.6]))
+    moved, _ = geometry.surface_points(seq[0], seq.depths, seq.K, frame_from_mpi=T)
+    want = (np.c_[points, np.ones(len(points))] @ np.asarray(T, np.float64).T)[:, :3]
+    np.testing.assert_allclose(moved, want, atol=1e-6)
 
 
 def write_wav(path, seconds, rate=8000):
@@ -187,23 +192,30 @@ def test_pack_stereo_layouts():
     assert tb.shape == (4, 6, 3) and tb[0, 0, 0] == 10 and tb[-1, 0, 0] == 200
 
 
-def test_each_eye_of_the_video_is_that_eye_rendered_upright(plane_mpi, tmp_path):
+@pytest.mark.parametrize("turned", [False, True], ids=["own_camera", "stored_pose"])
+def test_each_eye_of_the_video_is_that_eye_rendered_upright(plane_mpi, tmp_path, turned):
     """The packed frame's left half is the left eye and the right half the right eye, each the
-    reference renderer's image for that eye (not flipped, not swapped), up to H.264 loss."""
+    reference renderer's image for that eye (not flipped, not swapped), up to H.264 loss; with
+    a stored frame_from_mpi pose (mpi_io v2), each eye is posed from the frame's camera."""
     from mpitalk import gl, mpi
 
     seq = mpi_io.load(plane_mpi)
     rgba = seq[0]
     rgba[1, 24:48, 56:112, :3] = 0.0  # make the picture top-bottom asymmetric: a flip would show
     asym = tmp_path / "asym"
-    mpi_io.save(asym, [rgba] * FRAMES, seq.depths, seq.K, FPS)
+    frame_from_mpi = np.eye(4, dtype=np.float32)
+    if turned:  # the head turned a little from the camera the MPI was made in
+        frame_from_mpi = camera.orbit_pose(np.float32(np.radians(4)), np.float32(0.0),
+                                           np.array([0.0, 0.0, NEAR], np.float32))
+    mpi_io.save(asym, [(rgba, frame_from_mpi)] * FRAMES, seq.depths, seq.K, FPS)
     out = video.export_mpi_sequence(asym, tmp_path, convergence_m=0.8, ipd_mm=IPD_M * 1e3,
                                     novel_view="none", crf=10, progress=False)
     frame = decode(out["stereo"])[0].astype(np.float64) / 255.0
     rgba = mpi_io.load(asym)[0]
     for half, (pose, K_eye) in zip((frame[:, :W], frame[:, W:]),
                                    gl.stereo_views(seq.K, IPD_M, 0.8), strict=True):
-        ref = np.asarray(mpi.render(rgba, seq.depths, seq.K, pose.astype(np.float32),
+        ref = np.asarray(mpi.render(rgba, seq.depths, seq.K,
+                                    (pose @ frame_from_mpi).astype(np.float32),
                                     K_tgt=K_eye.astype(np.float32)).rgb)
         inner = (slice(8, H - 8), slice(16, W - 16))
         # compare brightness: yuv420p keeps luma at full resolution but halves chroma

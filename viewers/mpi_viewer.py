@@ -90,7 +90,7 @@ def run_headless(seq: mpi_io.MPISequence, frames: int, screenshot: str | None) -
     state = ViewState(seq)
     image = None
     for k in range(frames):
-        renderer.set_mpi(seq.raw(k % len(seq)), seq.depths, seq.K)
+        renderer.set_mpi(seq.raw(k % len(seq)), seq.depths, seq.K, seq.pose(k % len(seq)))
         image = renderer.render_views(state.views())
     if screenshot and image is not None:
         save_png(screenshot, image)
@@ -136,7 +136,7 @@ def run_window(seq: mpi_io.MPISequence, frames: int | None, screenshot: str | No
                 self.play_clock -= steps / seq.fps
                 st.frame = (st.frame + steps) % len(seq)
             if st.frame != self.loaded:
-                self.renderer.set_mpi(seq.raw(st.frame), seq.depths, seq.K)
+                self.renderer.set_mpi(seq.raw(st.frame), seq.depths, seq.K, seq.pose(st.frame))
                 self.loaded = st.frame
             t0 = time.perf_counter()
             fbo = self.renderer.draw_views(st.views())

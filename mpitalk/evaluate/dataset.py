@@ -59,9 +59,11 @@ def tgt_from_ref(pose_t: np.ndarray, identity_pose: np.ndarray) -> np.ndarray:
 
 def evaluate_clip(clip: dict[str, np.ndarray], fps: float, mpis: np.ndarray | None,
                   mpi_depths: np.ndarray | None, mpi_K: np.ndarray | None,
-                  chamfer_every: int = 4) -> tuple[dict[str, dict[str, float]], dict]:
-    """All metrics of one clip for the model (``mpis`` (T,D,S,S,4) in each frame's target
-    camera; None to skip), the flat baseline and the ground truth.
+                  chamfer_every: int = 4, mpi_poses: np.ndarray | None = None
+                  ) -> tuple[dict[str, dict[str, float]], dict]:
+    """All metrics of one clip for the model (``mpis`` (T,D,S,S,4), each in the camera
+    ``mpi_poses`` (T,4,4) ``frame_from_mpi`` places in the frame's, default the frame's own;
+    None to skip), the flat baseline and the ground truth.
 
     Returns ({method: {dotted metric: value}}, images for the report).
     """
@@ -80,6 +82,8 @@ def evaluate_clip(clip: dict[str, np.ndarray], fps: float, mpis: np.ndarray | No
     rgb, depth = render_frames([flat_rgba] * T, flat_depths, K, moved)
     renders["flat"] = (rgb, depth[:, 0])
     if mpis is not None:
+        if mpi_poses is not None:  # view_from_target @ target_from_mpi
+            view_poses = view_poses @ np.asarray(mpi_poses, np.float32)[:, None]
         rgb, depth = render_frames(mpis, mpi_depths, mpi_K, view_poses)
         renders["model"] = (rgb, depth[:, 0])
 
@@ -187,7 +191,7 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                         and not k.startswith("identity_") and k != "K" else v)
                     for k, v in clip.items()}
         ident_id = synth.identity_of(ds.files[i])
-        mpis = None
+        mpis = mpi_poses = None
         if model is not None:
             S = config.image_size
             if clip["target_rgb"].shape[1] != S:
@@ -196,9 +200,11 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
             track = controls.Track(clip["controls"], clip["pose"], fps)
             true_info = synth.true_identity_info(clip) if identity_info == "true" else None
             photo_pose = clip["identity_pose"] if identity_info == "relative" else None
-            mpis = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]), track,
-                                 steps, seed, batch_size, space, true_info, photo_pose)
-        res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every)
+            mpis, mpi_poses = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]),
+                                            track, steps, seed, batch_size, space, true_info,
+                                            photo_pose)
+        res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every,
+                                    mpi_poses)
         frames_per_clip = len(clip["controls"])
         per_clip.append((ident_id, res))
         if ident_id not in strips:

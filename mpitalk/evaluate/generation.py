@@ -34,10 +34,12 @@ IDENTITY_INFO = ("estimated", "relative", "true")
 def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: int,
                   batch_size: int, space: str = "reference",
                   true_info: dict[str, np.ndarray] | None = None,
-                  photo_pose: np.ndarray | None = None) -> np.ndarray:
-    """(T,D,S,S,4) MPIs for one identity (S,S,3) float and track, via ``generate``, exactly as
-    the main job makes them: the identity's expression and pose are read from the identity image
-    by MediaPipe (``generate.identity_conditions``), unless ``true_info`` gives them (the
+                  photo_pose: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(mpis (T,D,S,S,4), frame_from_mpi (T,4,4))`` for one identity (S,S,3) float and track,
+    via ``generate.generate_frames``, exactly as the main job makes and stores them (each MPI
+    in the camera it was made in, with its pose in the frame's camera): the identity's
+    expression and pose are read from the identity image by MediaPipe
+    (``generate.identity_conditions``), unless ``true_info`` gives them (the
     dataset's ``identity_cond`` and ``identity_expression``: what the flat baseline knows).
     ``space``: the camera the model makes the MPIs in (``generate.SPACES``). ``photo_pose``:
     the identity image's true pose (6,); given, the track's poses are taken as motion from it
@@ -49,6 +51,7 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     if photo_pose is not None:
         pose = track.pose - np.asarray(photo_pose, np.float32) + generate.reference_pose(info)
         track = controls.Track(track.values, pose.astype(np.float32), track.fps, track.names)
-    return np.stack(list(generate.generate_mpis(model, config, identity, track, seed=seed,
-                                                steps=steps, batch_size=batch_size,
-                                                identity_info=info, space=space)))
+    frames = list(generate.generate_frames(model, config, identity, track, seed=seed,
+                                           steps=steps, batch_size=batch_size,
+                                           identity_info=info, space=space))
+    return np.stack([m for m, _ in frames]), np.stack([p for _, p in frames])

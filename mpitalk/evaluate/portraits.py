@@ -60,8 +60,10 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
     for path in tqdm(portraits, desc="portraits", unit="portrait", disable=not progress):
         name = Path(path).stem
         identity = generate.prepare_identity(str(path), config.image_size, crop=crop)
-        mpis = generate_clip(model, config, identity, track, steps, seed, batch_size, space)
-        poses = np.stack([portrait_views(drive_pose[t]) for t in range(len(mpis))])
+        mpis, frame_from_mpi = generate_clip(model, config, identity, track, steps, seed,
+                                             batch_size, space)
+        poses = np.stack([portrait_views(drive_pose[t]) @ frame_from_mpi[t]
+                          for t in range(len(mpis))])
         rgb, _ = render_frames(mpis, depths, K, poses)  # (T,V,S,S,3)
         frames = metrics.to_uint8(rgb[:, 0])
         r = identity_scores(metrics.face_embedding(identity), frames)
