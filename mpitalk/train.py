@@ -503,8 +503,8 @@ def preview_batch(clips: list[dict[str, np.ndarray]], config: Config) -> dict[st
 def preview_images(model: MPIModel, preview: dict[str, np.ndarray], steps: int,
                    key: jax.Array | None = None) -> dict[str, np.ndarray]:
     """Sample the preview batch as generation does by default (the MPI made in the identity's
-    camera, then moved into the target camera): target-view render, alpha-weighted depth,
-    +10 degree view."""
+    camera, every view rendered from it at the frame's pose ``frame_from_mpi``, as ``mpi_io``
+    stores it): target-view render, its depth, +10 degree view."""
     config = model.config
     cond = {k: preview[k] for k in ("identity_cond", "identity_expression", "cond_render",
                                     "expression", "prev_frame", "has_prev")}
@@ -512,15 +512,13 @@ def preview_images(model: MPIModel, preview: dict[str, np.ndarray], steps: int,
     key = jax.random.key(config.seed + 1) if key is None else key
     rgba = sample_mpi(model, config, preview["identity"], cond, key, steps=steps)
     depths, K = mpi_geometry(config)
-    tgt_from_ref = camera.head_motion(preview["expression"][:, 52:],
-                                      preview["identity_expression"][:, 52:])
-    rgba = mpi.reproject_many(rgba, depths, K, tgt_from_ref)
-    render = jax.vmap(lambda m: mpi.composite(m)[0])(rgba)
-    depth = jax.vmap(lambda m: mpi.alpha_weighted_depth(m, depths))(rgba)
-    side = jax.vmap(lambda m, T: mpi.render(m, depths, K, T).rgb)(rgba,
-                                                                    preview["side_from_target"])
-    return {"rgba": np.asarray(rgba), "render": np.asarray(render), "depth": np.asarray(depth),
-            "side": np.asarray(side)}
+    frame_from_mpi = jnp.asarray(camera.head_motion(preview["expression"][:, 52:],
+                                                    preview["identity_expression"][:, 52:]))
+    view = jax.vmap(lambda m, T: mpi.render(m, depths, K, T))
+    own = view(rgba, frame_from_mpi)
+    side = view(rgba, jnp.asarray(preview["side_from_target"]) @ frame_from_mpi)
+    return {"rgba": np.asarray(rgba), "render": np.asarray(own.rgb),
+            "depth": np.asarray(own.depth), "side": np.asarray(side.rgb)}
 
 
 def write_report(workdir: Path, model: MPIModel, preview: dict[str, np.ndarray], step: int
