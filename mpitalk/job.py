@@ -156,10 +156,13 @@ def load_track(o: JobOptions):
 def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6) -> None:
     """Preview PNG: the identity, then for a few frames the centre view, the alpha-weighted
     depth (near = bright) and the views from 10 degrees left and right of the head (GL)."""
+    import jax
     from PIL import Image
 
     from mpitalk import camera, gl, mpi
 
+    # the frame's depth as seen from its camera; compiled once for all columns (same shapes)
+    depth_at = jax.jit(lambda m, T: mpi.render(m, seq.depths, seq.K, T).depth)
     n = len(seq)
     picks = sorted(set(np.linspace(0, n - 1, min(columns, n)).round().astype(int).tolist()))
     pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
@@ -172,7 +175,7 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
         rgba, frame_from_mpi = seq[t], seq.pose(t)
         renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
         views = [renderer.render_pose(T)[0] for T in poses]
-        depth = np.asarray(mpi.render(rgba, seq.depths, seq.K, frame_from_mpi).depth)
+        depth = np.asarray(depth_at(rgba, frame_from_mpi))
         depth_img = np.clip((1 / depth - 1 / far) / (1 / near - 1 / far), 0, 1)
         cols.append(np.concatenate([views[0], np.repeat(depth_img[..., None], 3, -1), views[1],
                                     views[2]], 0))
