@@ -323,12 +323,6 @@ def reproject(rgba: jax.Array, depths: jax.Array, K: jax.Array,
     return jnp.concatenate([jnp.clip(rgb, 0.0, 1.0), a], axis=-1)
 
 
-def reproject_many(rgba: jax.Array, depths: jax.Array, K: jax.Array,
-                   tgt_from_src: jax.Array) -> jax.Array:
-    """:func:`reproject` for a batch: MPIs (N,D,H,W,4) and poses (N,4,4), one after another."""
-    return lax.map(lambda a: reproject(a[0], depths, K, a[1]), (rgba, jnp.asarray(tgt_from_src)))
-
-
 def alpha_weighted_depth(rgba: jax.Array, depths: jax.Array) -> jax.Array:
     """(H,W) expected depth of the MPI seen from its own camera: sum w_i d_i / sum w_i."""
     w = over_weights(jnp.asarray(rgba)[..., 3])
