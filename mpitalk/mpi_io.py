@@ -123,8 +123,9 @@ def save(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], dep
 
 class MPISequence:
     """A saved MPI sequence: ``len()``, ``seq[i]`` and iteration give (D,H,W,4) float32 frames
-    in [0,1]; ``seq.pose(i)`` frame i's ``frame_from_mpi`` (4,4); ``.depths`` (D,), ``.K``
-    (3,3), ``.fps``, ``.height``, ``.width``, ``.num_planes``."""
+    in [0,1]; ``seq.pose(i)`` frame i's ``frame_from_mpi`` (4,4), ``seq.raw_and_pose(i)`` both
+    from one read; ``.depths`` (D,), ``.K`` (3,3), ``.fps``, ``.height``, ``.width``,
+    ``.num_planes``."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -164,21 +165,20 @@ class MPISequence:
     def __len__(self) -> int:
         return self.num_frames
 
-    def _read(self, index: int, key: str) -> np.ndarray | None:
-        """Array ``key`` of frame ``index`` (None when the frame has no such key)."""
+    def _read(self, index: int, *keys: str) -> list[np.ndarray | None]:
+        """Arrays ``keys`` of frame ``index`` from one open of its file (None for a key the
+        frame does not have)."""
         if not -self.num_frames <= index < self.num_frames:
             raise IndexError(f"frame {index} out of range for {self.num_frames} frames")
         p = self.frame_path(index % self.num_frames)
         try:
             with np.load(p) as z:
-                return z[key] if key in z.files else None
+                return [z[k] if k in z.files else None for k in keys]
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise UserError(f"{p}: damaged or missing MPI frame ({exc}); re-export the "
                             "sequence") from exc
 
-    def raw(self, index: int) -> np.ndarray:
-        """Frame ``index`` as stored (uint8 or float16), (D,H,W,4)."""
-        arr = self._read(index, "rgba")
+    def _checked_rgba(self, index: int, arr: np.ndarray | None) -> np.ndarray:
         p = self.frame_path(index % self.num_frames)
         if arr is None:
             raise UserError(f"{p}: damaged MPI frame (no rgba); re-export the sequence")
@@ -186,16 +186,29 @@ class MPISequence:
             raise UserError(f"{p}: frame shape {arr.shape} does not match mpi.json; re-export")
         return arr
 
-    def pose(self, index: int) -> np.ndarray:
-        """Frame ``index``'s ``frame_from_mpi`` (4,4) float32: the pose taking the MPI's camera
-        to the frame's; the identity for version-1 frames (made in the frame's camera)."""
-        pose = self._read(index, "frame_from_mpi")
-        if pose is None:
+    def _checked_pose(self, index: int, pose: np.ndarray | None) -> np.ndarray:
+        if pose is None:  # version 1: made in the frame's camera
             return np.eye(4, dtype=np.float32)
         if pose.shape != (4, 4):
             raise UserError(f"{self.frame_path(index % self.num_frames)}: frame_from_mpi has "
                             f"shape {pose.shape}, not (4,4); re-export the sequence")
         return pose.astype(np.float32)
+
+    def raw(self, index: int) -> np.ndarray:
+        """Frame ``index`` as stored (uint8 or float16), (D,H,W,4)."""
+        (arr,) = self._read(index, "rgba")
+        return self._checked_rgba(index, arr)
+
+    def pose(self, index: int) -> np.ndarray:
+        """Frame ``index``'s ``frame_from_mpi`` (4,4) float32: the pose taking the MPI's camera
+        to the frame's; the identity for version-1 frames (made in the frame's camera)."""
+        (pose,) = self._read(index, "frame_from_mpi")
+        return self._checked_pose(index, pose)
+
+    def raw_and_pose(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(raw(index), pose(index))`` from one read of the frame's file (renderers' loop)."""
+        arr, pose = self._read(index, "rgba", "frame_from_mpi")
+        return self._checked_rgba(index, arr), self._checked_pose(index, pose)
 
     def __getitem__(self, index: int) -> np.ndarray:
         arr = self.raw(index)

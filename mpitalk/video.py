@@ -376,8 +376,8 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             writers.append(VideoWriter(out_dir / f"{name}_{novel_view}.mp4", eye_w, eye_h,
                                        seq.fps, crf=crf, audio=audio, num_frames=T))
         for t in tqdm(range(T), desc=f"rendering {name}", unit="frame", disable=not progress):
-            frame = seq.raw(t)
-            renderer.set_mpi(frame, seq.depths, seq.K, seq.pose(t))
+            frame, frame_from_mpi = seq.raw_and_pose(t)
+            renderer.set_mpi(frame, seq.depths, seq.K, frame_from_mpi)
             packed = renderer.render_views(views, layout, dtype="f1")
             writers[0].write(packed[..., :3])
             if poses is not None:

@@ -54,6 +54,9 @@ def test_per_frame_poses_round_trip_and_version_1_frames_read_as_identity(tmp_pa
     for t in range(2):
         np.testing.assert_array_equal(seq.raw(t), frames[t])
         np.testing.assert_array_equal(seq.pose(t), np.asarray(poses[t], np.float32))
+        rgba, pose = seq.raw_and_pose(t)  # both from one read
+        np.testing.assert_array_equal(rgba, frames[t])
+        np.testing.assert_array_equal(pose, seq.pose(t))
     # plain frames get the identity; a version-1 frame (no pose stored) reads as the identity
     mpi_io.save(tmp_path / "plain", frames, np.ones(4), np.eye(3), fps=25)
     np.testing.assert_array_equal(mpi_io.load(tmp_path / "plain").pose(1), np.eye(4))
@@ -66,6 +69,7 @@ def test_per_frame_poses_round_trip_and_version_1_frames_read_as_identity(tmp_pa
     old = mpi_io.load(v1)
     np.testing.assert_array_equal(old.raw(1), frames[1])
     np.testing.assert_array_equal(old.pose(0), np.eye(4))
+    np.testing.assert_array_equal(old.raw_and_pose(1)[1], np.eye(4))
     with pytest.raises(ValueError, match="frame_from_mpi"):
         mpi_io.save(tmp_path / "bad", [(frames[0], np.eye(3))], np.ones(4), np.eye(3), fps=25)
     assert not (tmp_path / "bad").exists()

@@ -90,7 +90,8 @@ def run_headless(seq: mpi_io.MPISequence, frames: int, screenshot: str | None) -
     state = ViewState(seq)
     image = None
     for k in range(frames):
-        renderer.set_mpi(seq.raw(k % len(seq)), seq.depths, seq.K, seq.pose(k % len(seq)))
+        rgba, frame_from_mpi = seq.raw_and_pose(k % len(seq))
+        renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
         image = renderer.render_views(state.views())
     if screenshot and image is not None:
         save_png(screenshot, image)
@@ -136,7 +137,8 @@ def run_window(seq: mpi_io.MPISequence, frames: int | None, screenshot: str | No
                 self.play_clock -= steps / seq.fps
                 st.frame = (st.frame + steps) % len(seq)
             if st.frame != self.loaded:
-                self.renderer.set_mpi(seq.raw(st.frame), seq.depths, seq.K, seq.pose(st.frame))
+                rgba, frame_from_mpi = seq.raw_and_pose(st.frame)
+                self.renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
                 self.loaded = st.frame
             t0 = time.perf_counter()
             fbo = self.renderer.draw_views(st.views())
