@@ -588,3 +588,226 @@ def render_condition(
     if key not in _COND:
         _COND[key] = _CondRenderer(ctx)
     return _COND[key].render(weights_vector(weights), head_pose, K, int(size))
+
+
+# ------------------------------------------------------------------------------------------
+# prior correspondence flow (issue 20): where the identity shows each target pixel's surface point
+
+PRIOR_DEPTH_TOL_M = 0.002  # fixed slack of the visibility test; the shader adds a slope term
+_PRIOR_PARTS = ("head", "eye_left", "eye_right", "teeth")
+# Parts the photo may lend its pixels to. The teeth are never copied: the rig's lower row follows
+# a hinge model of ours (teeth_posed), not the capture, and a photo rarely shows them.
+_PRIOR_COPYABLE = {"head": 1.0, "eye_left": 1.0, "eye_right": 1.0, "teeth": 0.0}
+
+
+class _FlowRenderer:
+    """Two passes per call: the identity's depth (z per pixel), then the rig at the target
+    carrying each vertex's identity-camera position, tested against that depth."""
+
+    def __init__(self, ctx: moderngl.Context):
+        self.ctx = ctx
+        self.prog = gl.program(ctx, "rig_flow.vert", "rig_flow.frag")
+        self.depth_prog = gl.program(ctx, "rig_flow_depth.vert", "rig_flow_depth.frag")
+        rig = load()
+        sizes = [len(rig.neutral), len(rig.eye_left[0]), len(rig.eye_right[0]), len(rig.teeth[0])]
+        tris = [rig.triangles, rig.eye_left[1], rig.eye_right[1], rig.teeth[1]]
+        offsets = np.cumsum([0] + sizes[:-1])
+        self.tris = np.concatenate([t + o for t, o in zip(tris, offsets, strict=True)]).astype(
+            np.int32
+        )
+        n = int(sum(sizes))
+        copyable = np.concatenate(
+            [
+                np.full(s, _PRIOR_COPYABLE[p], np.float32)
+                for p, s in zip(_PRIOR_PARTS, sizes, strict=True)
+            ]
+        )
+        self.vbo_tgt = ctx.buffer(reserve=n * 12)
+        self.vbo_src = ctx.buffer(reserve=n * 24)
+        self.vbo_copy = ctx.buffer(copyable.tobytes())
+        self.ibo = ctx.buffer(self.tris.tobytes())
+        self.vao = ctx.vertex_array(
+            self.prog,
+            [
+                (self.vbo_tgt, "3f", "in_pos_tgt"),
+                (self.vbo_src, "3f 3f", "in_pos_src", "in_normal_src"),
+                (self.vbo_copy, "1f", "in_copyable"),
+            ],
+            index_buffer=self.ibo,
+        )
+        self.depth_vao = ctx.vertex_array(
+            self.depth_prog, [(self.vbo_src, "3f 12x", "in_pos")], index_buffer=self.ibo
+        )
+        self.fbos: dict[int, tuple[moderngl.Framebuffer, moderngl.Framebuffer]] = {}
+
+    def _fbos(self, size: int) -> tuple[moderngl.Framebuffer, moderngl.Framebuffer]:
+        if size not in self.fbos:
+            ctx = self.ctx
+            z_tex = ctx.texture((size, size), 1, dtype="f4")
+            z_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+            depth_fbo = ctx.framebuffer(
+                color_attachments=[z_tex], depth_attachment=ctx.depth_renderbuffer((size, size))
+            )
+            flow_fbo = ctx.framebuffer(
+                color_attachments=[ctx.texture((size, size), 4, dtype="f4")],
+                depth_attachment=ctx.depth_renderbuffer((size, size)),
+            )
+            self.fbos[size] = (depth_fbo, flow_fbo)
+        return self.fbos[size]
+
+    @staticmethod
+    def _vertices(weights: np.ndarray) -> np.ndarray:
+        meshes = posed_meshes(weights)
+        return np.concatenate([meshes[k][0] for k in _PRIOR_PARTS]).astype(np.float32)
+
+    def render(
+        self,
+        src_weights: np.ndarray,
+        src_pose: np.ndarray,
+        tgt_weights: np.ndarray,
+        tgt_pose: np.ndarray,
+        K: np.ndarray,
+        size: int,
+        depth_tol_m: float,
+    ) -> np.ndarray:
+        """(size,size,4) float32: x_src, y_src, visible, coverage (see render_prior_flow)."""
+        ctx = self.ctx
+        v_src = self._vertices(src_weights)
+        n_src = vertex_normals(v_src, self.tris)
+        self.vbo_src.write(np.concatenate([v_src, n_src], 1).astype(np.float32).tobytes())
+        self.vbo_tgt.write(self._vertices(tgt_weights).tobytes())
+        K = np.asarray(K, np.float32)
+        clip_from_cam = gl_from_K(K, size, size, 0.05, 5.0).T.tobytes()
+        src_m = camera.head_pose_matrix(np.asarray(src_pose, np.float32)).T.astype(np.float32)
+        tgt_m = camera.head_pose_matrix(np.asarray(tgt_pose, np.float32)).T.astype(np.float32)
+        depth_fbo, flow_fbo = self._fbos(size)
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.disable(moderngl.CULL_FACE)  # double sided: visibility comes from the depth test
+
+        depth_fbo.use()
+        depth_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.depth_prog["cam_from_head"].write(src_m.tobytes())
+        self.depth_prog["clip_from_cam"].write(clip_from_cam)
+        self.depth_vao.render(moderngl.TRIANGLES)
+
+        flow_fbo.use()
+        flow_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        p = self.prog
+        p["cam_from_head_tgt"].write(tgt_m.tobytes())
+        p["cam_from_head_src"].write(src_m.tobytes())
+        p["clip_from_cam"].write(clip_from_cam)
+        p["intrinsics"].value = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+        p["depth_tol_m"].value = float(depth_tol_m)
+        p["src_depth"].value = 0
+        depth_fbo.color_attachments[0].use(0)
+        self.vao.render(moderngl.TRIANGLES)
+        out = np.frombuffer(flow_fbo.read(components=4, dtype="f4"), np.float32)
+        return out.reshape(size, size, 4).copy()
+
+
+_FLOW: dict[int, _FlowRenderer] = {}
+
+
+def pixel_centres(size: int) -> np.ndarray:
+    """(size,size,2) float32 continuous (x, y) of every pixel centre: ``(j + 0.5, i + 0.5)``."""
+    c = np.arange(size, dtype=np.float32) + 0.5
+    return np.stack(np.meshgrid(c, c, indexing="xy"), -1)
+
+
+def render_prior_correspondence(
+    identity_values: np.ndarray | dict[str, float],
+    identity_pose: np.ndarray,
+    target_values: np.ndarray | dict[str, float],
+    target_pose: np.ndarray,
+    K: np.ndarray,
+    size: int,
+    depth_tol_m: float = PRIOR_DEPTH_TOL_M,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the identity shows the surface point under each target pixel.
+
+    The rig is drawn at the target's blendshapes ``target_values`` (52,) and head pose
+    ``target_pose`` (6,) (``cam_from_head``, README "Conventions"), in one camera ``K`` (3,3) of a
+    ``size`` x ``size`` image; each fragment carries its surface point posed at
+    ``identity_values`` / ``identity_pose`` in the same camera and projects it.
+
+    Returns ``src_xy`` (size,size,2) float32, the identity's continuous pixel position (x right,
+    y down; pixel centres at +0.5; 0 where ``valid`` is False), and ``valid`` (size,size) bool:
+    the pixel shows the rig (head, eyes; never the teeth), and the identity shows the same point:
+    it lies inside the identity's image, faces its camera and is not behind the identity's own
+    depth render at that pixel (slack ``depth_tol_m`` plus the surface's depth change over the
+    0.71 px to that pixel's centre). So the mouth's inside of a closed-mouth identity, an eye
+    under a closed lid and a cheek turned away are invalid.
+    """
+    ctx = gl.context()
+    key = id(ctx)
+    if key not in _FLOW:
+        _FLOW[key] = _FlowRenderer(ctx)
+    out = _FLOW[key].render(
+        weights_vector(identity_values),
+        np.asarray(identity_pose, np.float32),
+        weights_vector(target_values),
+        np.asarray(target_pose, np.float32),
+        K,
+        int(size),
+        depth_tol_m,
+    )
+    valid = (out[..., 3] > 0.5) & (out[..., 2] > 0.5)
+    src_xy = np.where(valid[..., None], out[..., :2], 0.0).astype(np.float32)
+    return src_xy, valid
+
+
+def render_prior_flow(
+    identity_values: np.ndarray | dict[str, float],
+    identity_pose: np.ndarray,
+    target_values: np.ndarray | dict[str, float],
+    target_pose: np.ndarray,
+    K: np.ndarray,
+    size: int,
+    unit: str = "px",
+    depth_tol_m: float = PRIOR_DEPTH_TOL_M,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rig's backward flow from the target to the identity: ``flow`` (S,S,2) float32 and
+    ``valid`` (S,S) bool, S = ``size``; the prior of issue 20's warp-and-paint colour branch.
+
+    ``flow[i, j] = src_xy[i, j] - (j + 0.5, i + 0.5)``: the identity image sampled (bilinearly, at
+    continuous pixel coordinates) at ``pixel centre + flow`` shows what the target shows at that
+    pixel, wherever ``valid`` (see :func:`render_prior_correspondence`); ``flow`` is 0 where not
+    valid. ``unit="px"``: pixels of the S-px image; ``unit="crop"``: units of the crop's side
+    (``px / S``), the factored MPI's ``flow`` field (docs: /plan/v3_spec.md, "sampling offset into
+    the photo"), which the reference-space plane adds to the pixel's own normalized position.
+
+    Inputs as :func:`render_prior_correspondence`, or batched: ``identity_values`` /
+    ``target_values`` (B,52), poses (B,6), ``K`` (3,3) or (B,3,3); then flow (B,S,S,2), valid
+    (B,S,S). One GL call pair per item on the shared context (bench/bench_rig_flow.py measures
+    the cost per call).
+    """
+    if unit not in ("px", "crop"):
+        raise ValueError(f"unit must be 'px' or 'crop', got {unit!r}")
+    if not isinstance(target_values, dict) and np.ndim(target_values) == 2:
+        B = len(target_values)
+
+        def item(x, shape: tuple[int, ...]) -> np.ndarray:  # one per item, or shared by all
+            return np.broadcast_to(np.asarray(x, np.float32), (B, *shape))
+
+        args = zip(
+            item(
+                weights_vector(identity_values)
+                if isinstance(identity_values, dict)
+                else identity_values,
+                (52,),
+            ),
+            item(identity_pose, (6,)),
+            item(target_values, (52,)),
+            item(target_pose, (6,)),
+            item(K, (3, 3)),
+            strict=True,
+        )
+        items = [render_prior_flow(*a, size, unit, depth_tol_m) for a in args]
+        return np.stack([f for f, _ in items]), np.stack([v for _, v in items])
+    src_xy, valid = render_prior_correspondence(
+        identity_values, identity_pose, target_values, target_pose, K, size, depth_tol_m
+    )
+    flow = np.where(valid[..., None], src_xy - pixel_centres(int(size)), 0.0).astype(np.float32)
+    if unit == "crop":
+        flow /= np.float32(size)
+    return flow, valid
