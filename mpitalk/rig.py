@@ -616,34 +616,36 @@ class _FlowRenderer:
             np.int32
         )
         n = int(sum(sizes))
-        copyable = np.concatenate(
+        part_copyable = np.concatenate(
             [
-                np.full(s, _PRIOR_COPYABLE[p], np.float32)
-                for p, s in zip(_PRIOR_PARTS, sizes, strict=True)
+                np.tile(np.float32([k, _PRIOR_COPYABLE[p]]), (s, 1))
+                for k, (p, s) in enumerate(zip(_PRIOR_PARTS, sizes, strict=True))
             ]
         )
         self.vbo_tgt = ctx.buffer(reserve=n * 12)
         self.vbo_src = ctx.buffer(reserve=n * 24)
-        self.vbo_copy = ctx.buffer(copyable.tobytes())
+        self.vbo_part = ctx.buffer(part_copyable.tobytes())
         self.ibo = ctx.buffer(self.tris.tobytes())
         self.vao = ctx.vertex_array(
             self.prog,
             [
                 (self.vbo_tgt, "3f", "in_pos_tgt"),
                 (self.vbo_src, "3f 3f", "in_pos_src", "in_normal_src"),
-                (self.vbo_copy, "1f", "in_copyable"),
+                (self.vbo_part, "1f 1f", "in_part", "in_copyable"),
             ],
             index_buffer=self.ibo,
         )
         self.depth_vao = ctx.vertex_array(
-            self.depth_prog, [(self.vbo_src, "3f 12x", "in_pos")], index_buffer=self.ibo
+            self.depth_prog,
+            [(self.vbo_src, "3f 12x", "in_pos"), (self.vbo_part, "1f 4x", "in_part")],
+            index_buffer=self.ibo,
         )
         self.fbos: dict[int, tuple[moderngl.Framebuffer, moderngl.Framebuffer]] = {}
 
     def _fbos(self, size: int) -> tuple[moderngl.Framebuffer, moderngl.Framebuffer]:
         if size not in self.fbos:
             ctx = self.ctx
-            z_tex = ctx.texture((size, size), 1, dtype="f4")
+            z_tex = ctx.texture((size, size), 2, dtype="f4")  # (z, part)
             z_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
             depth_fbo = ctx.framebuffer(
                 color_attachments=[z_tex], depth_attachment=ctx.depth_renderbuffer((size, size))
@@ -811,3 +813,120 @@ def render_prior_flow(
     if unit == "crop":
         flow /= np.float32(size)
     return flow, valid
+
+
+class _TexturedRenderer:
+    """The rig with a fixed texture over its UVs, unlit (shaders/rig_scene.*, ``lit = 0``)."""
+
+    def __init__(self, ctx: moderngl.Context):
+        self.ctx = ctx
+        self.prog = gl.program(ctx, "rig_scene.vert", "rig_scene.frag")
+        rig = load()
+        # both eyes use the left eye's UV island, as synth.scene does (the right one overlaps skin)
+        parts = [
+            (rig.neutral, rig.triangles, rig.uv),
+            (rig.eye_left[0], rig.eye_left[1], rig.eye_left[2]),
+            (rig.eye_right[0], rig.eye_right[1], rig.eye_left[2]),
+            (rig.teeth[0], rig.teeth[1], rig.teeth[2]),
+        ]
+        tris, base = [], 0
+        for v, t, _ in parts:
+            tris.append(t + base)
+            base += len(v)
+        self.tris = np.concatenate(tris).astype(np.int32)
+        self.uv = np.concatenate([p[2] for p in parts]).astype(np.float32)
+        self.vbo = ctx.buffer(reserve=base * 32)
+        self.ibo = ctx.buffer(self.tris.tobytes())
+        self.vao = ctx.vertex_array(
+            self.prog,
+            [(self.vbo, "3f 3f 2f", "in_pos", "in_normal", "in_uv")],
+            index_buffer=self.ibo,
+        )
+        self.textures: dict[tuple[int, bool], tuple[np.ndarray, moderngl.Texture]] = {}
+        self.fbos: dict[int, moderngl.Framebuffer] = {}
+
+    def texture(self, image: np.ndarray, nearest: bool) -> moderngl.Texture:
+        key = (id(image), nearest)
+        if key not in self.textures or self.textures[key][0] is not image:
+            if len(self.textures) >= 4:  # a few textures stay uploaded; drop the oldest
+                old = next(iter(self.textures))
+                self.textures.pop(old)[1].release()
+            rgb = np.ascontiguousarray(image, np.uint8)
+            tex = self.ctx.texture(rgb.shape[1::-1], 3, rgb.tobytes())
+            if nearest:
+                tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+            else:
+                tex.build_mipmaps()
+                tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+            tex.repeat_x = tex.repeat_y = False
+            self.textures[key] = (image, tex)  # holding the array keeps its id unique
+        return self.textures[key][1]
+
+    def render(
+        self,
+        weights: np.ndarray,
+        head_pose: np.ndarray,
+        K: np.ndarray,
+        size: int,
+        image: np.ndarray,
+        nearest: bool,
+    ) -> np.ndarray:
+        ctx, p = self.ctx, self.prog
+        meshes = posed_meshes(weights)
+        v = np.concatenate([meshes[k][0] for k in _PRIOR_PARTS])
+        n = vertex_normals(v, self.tris)
+        self.vbo.write(np.concatenate([v, n, self.uv], 1).astype(np.float32).tobytes())
+        if size not in self.fbos:
+            self.fbos[size] = ctx.framebuffer(
+                color_attachments=[
+                    ctx.texture((size, size), 4, dtype="f4"),
+                    ctx.texture((size, size), 1, dtype="f4"),  # rig_scene's z output, unused
+                ],
+                depth_attachment=ctx.depth_renderbuffer((size, size)),
+            )
+        fbo = self.fbos[size]
+        fbo.use()
+        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.disable(moderngl.CULL_FACE)
+        cam_from_head = camera.head_pose_matrix(np.asarray(head_pose, np.float32))
+        p["cam_from_head"].write(cam_from_head.T.astype(np.float32).tobytes())
+        p["clip_from_cam"].write(
+            gl_from_K(np.asarray(K, np.float32), size, size, 0.05, 5.0).T.tobytes()
+        )
+        for name in ("light_dir", "up_dir", "light_rgb", "sky_rgb", "ground_rgb"):
+            p[name].value = (0.0, 0.0, 0.0)  # unused unlit, but every uniform gets a value
+        p["lit"].value = 0.0  # emit the texture as is: no shading that changes with the pose
+        p["foreground"].value = 1.0
+        p["albedo"].value = 0
+        self.texture(image, nearest).use(0)
+        self.vao.render(moderngl.TRIANGLES)
+        out = np.frombuffer(fbo.read(components=4, dtype="f4"), np.float32)
+        return out.reshape(size, size, 4).copy()
+
+
+_TEXTURED: dict[int, _TexturedRenderer] = {}
+
+
+def render_textured(
+    weights: np.ndarray | dict[str, float],
+    head_pose: np.ndarray,
+    K: np.ndarray,
+    size: int,
+    texture: np.ndarray,
+    nearest: bool = False,
+) -> np.ndarray:
+    """(size,size,4) float32: the posed rig (head, eyes, teeth) with ``texture`` (H,W,3) uint8
+    over its UV atlas (v down; e.g. ``synth.identity.make_identity(...).albedo``), unlit, and
+    coverage in A. A surface point keeps its colour under any expression and pose (unlike the
+    condition render), which makes it the check of :func:`render_prior_flow`: the render at A,
+    sampled at ``pixel centre + flow``, is the render at B where ``valid``. ``nearest``: no
+    filtering (for id textures). Raw rig geometry, not the synthetic identity's deformed head.
+    """
+    ctx = gl.context()
+    key = id(ctx)
+    if key not in _TEXTURED:
+        _TEXTURED[key] = _TexturedRenderer(ctx)
+    return _TEXTURED[key].render(
+        weights_vector(weights), np.asarray(head_pose, np.float32), K, int(size), texture, nearest
+    )

@@ -1,5 +1,6 @@
 #version 330
-// Camera-space z (metres) of the nearest surface; the target is cleared to 0 (= nothing).
+// Camera-space z (metres) of the nearest surface and its rig part; cleared to 0 (= nothing).
 in float v_z;
-out float frag_z;
-void main() { frag_z = v_z; }
+flat in float v_part;
+out vec2 frag_z_part;
+void main() { frag_z_part = vec2(v_z, v_part); }

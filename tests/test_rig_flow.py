@@ -5,7 +5,6 @@ known motions give flows of known sign."""
 
 from __future__ import annotations
 
-import moderngl
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -41,7 +40,8 @@ def _cases() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 # ------------------------------------------------------------------------------------------
-# the independent construction: texture the rig through its UVs (shaders/rig_scene.*, unlit)
+# the independent construction: the rig textured through its UVs (rig.render_textured: the
+# shaders/rig_scene.* program, unlit), sampled by a plain bilinear lookup
 
 
 def _uv_pattern(px: int = 512, cycles: float = 12.0) -> np.ndarray:
@@ -54,79 +54,6 @@ def _uv_pattern(px: int = 512, cycles: float = 12.0) -> np.ndarray:
         np.sin(np.pi * cycles * (U + V)),
     ]
     return ((0.5 + 0.5 * np.stack(rgb, -1)) * 255 + 0.5).astype(np.uint8)
-
-
-class _Textured:
-    """The rig (head, eyes, teeth) with a fixed texture over its UVs, emitted unlit: a surface
-    point keeps its colour whatever the expression and pose, unlike the condition render."""
-
-    def __init__(self, texture: np.ndarray, nearest: bool = False):
-        ctx = self.ctx = gl.context()
-        self.prog = gl.program(ctx, "rig_scene.vert", "rig_scene.frag")
-        r = rig.load()
-        # both eyes use the left eye's UV island (as synth.scene does: the right one overlaps skin)
-        parts = [
-            (r.neutral, r.triangles, r.uv),
-            (r.eye_left[0], r.eye_left[1], r.eye_left[2]),
-            (r.eye_right[0], r.eye_right[1], r.eye_left[2]),
-            (r.teeth[0], r.teeth[1], r.teeth[2]),
-        ]
-        tris, base = [], 0
-        for v, t, _ in parts:
-            tris.append(t + base)
-            base += len(v)
-        self.tris = np.concatenate(tris).astype(np.int32)
-        self.uv = np.concatenate([p[2] for p in parts]).astype(np.float32)
-        self.vbo = ctx.buffer(reserve=base * 32)
-        self.ibo = ctx.buffer(self.tris.tobytes())
-        self.vao = ctx.vertex_array(
-            self.prog,
-            [(self.vbo, "3f 3f 2f", "in_pos", "in_normal", "in_uv")],
-            index_buffer=self.ibo,
-        )
-        self.tex = ctx.texture(texture.shape[1::-1], 3, np.ascontiguousarray(texture).tobytes())
-        if nearest:
-            self.tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        else:
-            self.tex.build_mipmaps()
-            self.tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
-        self.fbo = ctx.framebuffer(
-            color_attachments=[
-                ctx.texture((S, S), 4, dtype="f4"),
-                ctx.texture((S, S), 1, dtype="f4"),
-            ],
-            depth_attachment=ctx.depth_renderbuffer((S, S)),
-        )
-
-    def render(self, values: np.ndarray, pose6: np.ndarray) -> np.ndarray:
-        """(S,S,4) float32: RGB in [0,1] and coverage."""
-        ctx, p = self.ctx, self.prog
-        m = rig.posed_meshes(values)
-        v = np.concatenate([m[k][0] for k in ("head", "eye_left", "eye_right", "teeth")])
-        n = rig.vertex_normals(v, self.tris)
-        self.vbo.write(np.concatenate([v, n, self.uv], 1).astype(np.float32).tobytes())
-        self.fbo.use()
-        self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        ctx.enable(moderngl.DEPTH_TEST)
-        ctx.disable(moderngl.CULL_FACE)
-        cam_from_head = camera.head_pose_matrix(np.asarray(pose6, np.float32))
-        p["cam_from_head"].write(cam_from_head.T.astype(np.float32).tobytes())
-        p["clip_from_cam"].write(rig.gl_from_K(K, S, S, 0.05, 5.0).T.tobytes())
-        for name, value in (
-            ("light_dir", (0.0, 0.0, -1.0)),
-            ("up_dir", (0.0, -1.0, 0.0)),
-            ("light_rgb", (0.0, 0.0, 0.0)),
-            ("sky_rgb", (1.0, 1.0, 1.0)),
-            ("ground_rgb", (1.0, 1.0, 1.0)),
-        ):
-            p[name].value = value
-        p["lit"].value = 0.0  # emit the texture as is
-        p["foreground"].value = 1.0
-        p["albedo"].value = 0
-        self.tex.use(0)
-        self.vao.render(moderngl.TRIANGLES)
-        out = np.frombuffer(self.fbo.read(components=4, dtype="f4"), np.float32)
-        return out.reshape(S, S, 4).copy()
 
 
 def _sample(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -143,29 +70,34 @@ def _sample(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def pattern() -> _Textured:
-    return _Textured(_uv_pattern())
+def pattern() -> np.ndarray:
+    return _uv_pattern()
 
 
 @pytest.fixture(scope="module")
-def albedo() -> _Textured:
+def albedo() -> np.ndarray:
     from mpitalk.synth.identity import make_identity
 
     albedo = make_identity(0, 0).albedo
-    tex = _Textured(albedo)
-    # synth.identity._atlas_maps releases the framebuffer it left bound; the next framebuffer
-    # anyone creates (ours, here) then sets GL_INVALID_OPERATION when moderngl rebinds the
-    # released one. Not this module's error: read it off so the per-test check stays meaningful.
+    _after_atlas()
+    return albedo
+
+
+def _after_atlas() -> None:
+    """synth.identity._atlas_maps (run by make_identity) releases the framebuffer it left bound;
+    the next framebuffer anyone creates then sets GL_INVALID_OPERATION when moderngl rebinds the
+    released one. Not this module's error: bind a live framebuffer (any render does) and read the
+    flag off, so that the per-test check stays meaningful."""
+    rig.render_textured(NEUTRAL, P0, K, S, _uv_pattern(64))
     _ = gl.context().error
-    return tex
 
 
-def _warp_errors(tex: _Textured, case) -> dict[str, float]:
+def _warp_errors(texture: np.ndarray, case) -> dict[str, float]:
     """Mean abs RGB error vs the render at B, over the valid pixels whose four bilinear taps at
     A all lie on the rig: for the prior flow, for no warp (= zero flow) and for the prior flow
     shifted by half a pixel (a wrong pixel-centre convention)."""
     wa, pa, wb, pb = case
-    A, B = tex.render(wa, pa), tex.render(wb, pb)
+    A, B = (rig.render_textured(w, p, K, S, texture) for w, p in ((wa, pa), (wb, pb)))
     flow, valid = rig.render_prior_flow(wa, pa, wb, pb, K, S)
     centres = rig.pixel_centres(S)
     warped = _sample(A, centres + flow)
@@ -193,6 +125,8 @@ def test_identical_expression_and_pose_give_zero_flow():
     assert flow.shape == (S, S, 2) and flow.dtype == np.float32
     assert valid.shape == (S, S) and valid.dtype == bool
     cover = rig.render_condition(values, pose, K, S)[..., 3] > 0
+    textured = rig.render_textured(values, pose, K, S, _uv_pattern(64))
+    assert np.array_equal(textured[..., 3] > 0.5, cover)  # one geometry, one camera
     assert not (valid & ~cover).any()
     assert (cover & ~valid).sum() <= 0.01 * cover.sum()  # grazing silhouette pixels at most
     # the source of each pixel is its own centre: this pins the +0.5 pixel-centre convention
@@ -313,26 +247,45 @@ def test_valid_mask_matches_ray_cast_visibility(case):
     assert (~got[hidden]).mean() > 0.9
 
 
-def test_teeth_never_valid_mouth_inside_valid_when_shown():
-    """Teeth pixels (the rig's teeth part, read from a part-id texture over the UVs) are invalid
-    even when the identity's mouth is open too; the open identity does show its own mouth's
-    inside, so those pixels are valid then (it is the depth test that rejects them, not a mask)."""
+@pytest.fixture(scope="module")
+def part_ids() -> np.ndarray:
+    """A texture over the UV atlas holding the rig part in red: 80 head, 160 eye, 240 teeth."""
     from mpitalk.synth.identity import _atlas_maps
 
-    pos, pid = _atlas_maps()  # part id per atlas texel: 1 head, 2 eye, 3 teeth
-    tex = _Textured(
-        np.stack([pid * 80, np.zeros_like(pid), np.zeros_like(pid)], -1).astype(np.uint8),
-        nearest=True,
-    )
-    B = tex.render(JAW, P0)
-    teeth = np.abs(B[..., 0] * 255 - 240) < 20
+    _, pid = _atlas_maps()  # part id per atlas texel: 1 head, 2 eye, 3 teeth
+    _after_atlas()
+    return np.stack([pid * 80, np.zeros_like(pid), np.zeros_like(pid)], -1).astype(np.uint8)
+
+
+def _part_pixels(part_ids: np.ndarray, values: np.ndarray, value: int) -> np.ndarray:
+    img = rig.render_textured(values, P0, K, S, part_ids, nearest=True)
+    return (img[..., 3] > 0.5) & (np.abs(img[..., 0] * 255 - value) < 20)
+
+
+def test_teeth_never_valid_mouth_inside_valid_when_shown(part_ids):
+    """Teeth pixels (the rig's teeth part) are invalid even when the identity's mouth is open
+    too; the open identity does show its own mouth's inside, so those pixels are valid then (it
+    is the depth test that rejects them for a closed-mouth identity, not a fixed mask)."""
+    teeth = _part_pixels(part_ids, JAW, 240)
     assert teeth.sum() > 50
     _, valid_closed = rig.render_prior_flow(NEUTRAL, P0, JAW, P0, K, S)
     _, valid_open = rig.render_prior_flow(JAW, P0, JAW, P0, K, S)
     assert not (valid_closed & teeth).any() and not (valid_open & teeth).any()
-    face = (B[..., 3] > 0.5) & ~teeth
+    head = _part_pixels(part_ids, JAW, 80)
     extra = valid_open & ~valid_closed  # shown by the open identity only: the mouth's inside
-    assert extra.sum() > 20 and (extra & face).sum() == extra.sum()
+    assert extra.sum() > 20 and (extra & head).sum() == extra.sum()
+
+
+def test_eyes_under_the_identitys_closed_lids_are_invalid(part_ids):
+    """A closed lid lies about a millimetre over the eyeball, inside any depth slack: the
+    identity's part render rejects the eyeball there (measured: 0 of 50 eye pixels valid)."""
+    eyes = _part_pixels(part_ids, NEUTRAL, 160)
+    assert eyes.sum() > 30
+    closed = rig.weights_vector({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})
+    _, valid = rig.render_prior_flow(closed, P0, NEUTRAL, P0, K, S)
+    assert not (valid & eyes).any()
+    _, valid = rig.render_prior_flow(NEUTRAL, P0, NEUTRAL, P0, K, S)
+    assert (valid & eyes).sum() > 0.9 * eyes.sum()
 
 
 @pytest.mark.parametrize("yaw", [0.2, -0.2])
