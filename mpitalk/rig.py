@@ -13,7 +13,10 @@ looking along +z). The glTF scene is y-up with the face toward +z (toward the vi
 file's fixed z-up -> y-up node rotation.
 
 ``render_condition`` draws the posed rig as the model's expression condition: camera-space normals
-as RGB plus a coverage mask in A, with headless GL (``gl.context()``).
+as RGB plus a coverage mask in A, with headless GL (``gl.context()``). ``render_prior_flow`` is
+the rig's backward correspondence flow between two expressions and poses, with the pixels the
+identity does not show marked invalid (issue 20's prior; ``shaders/rig_flow*``), and
+``render_textured`` the rig with a fixed texture over its UVs, the construction that checks it.
 """
 
 from __future__ import annotations
@@ -775,13 +778,22 @@ def render_prior_flow(
     continuous pixel coordinates) at ``pixel centre + flow`` shows what the target shows at that
     pixel, wherever ``valid`` (see :func:`render_prior_correspondence`); ``flow`` is 0 where not
     valid. ``unit="px"``: pixels of the S-px image; ``unit="crop"``: units of the crop's side
-    (``px / S``), the factored MPI's ``flow`` field (docs: /plan/v3_spec.md, "sampling offset into
-    the photo"), which the reference-space plane adds to the pixel's own normalized position.
+    (``px / S``), the unit of the factored MPI's ``flow`` field (format version 3: the sampling
+    offset into the photo), which a reference-space plane adds to the pixel's own normalized
+    position.
 
-    Inputs as :func:`render_prior_correspondence`, or batched: ``identity_values`` /
-    ``target_values`` (B,52), poses (B,6), ``K`` (3,3) or (B,3,3); then flow (B,S,S,2), valid
-    (B,S,S). One GL call pair per item on the shared context (bench/bench_rig_flow.py measures
-    the cost per call).
+    Which poses, for the model's two MPI cameras (README "Conventions": the camera is fixed,
+    the head moves): ``identity_pose`` is always the photo's head pose. In reference space (the
+    MPI in the photo's camera, the head's motion carried by ``frame_from_mpi``) the MPI holds
+    the head at the photo's pose with the frame's expression: ``target_pose = identity_pose``.
+    In target space (the MPI in the frame's camera) ``target_pose`` is the frame's head pose.
+
+    Inputs as :func:`render_prior_correspondence`, or batched: ``target_values`` (B,52) with
+    ``identity_values`` (B,52) or one (52,) shared by all, poses (B,6) or (6,), ``K`` (3,3) or
+    (B,3,3); then flow (B,S,S,2), valid (B,S,S): one item after the other on the shared GL
+    context. Cost (bench/bench_rig_flow.py, Mesa llvmpipe on the shared 2-core machine, load
+    average ~6): 4-16 ms per call at S = 128, 18-36 ms at 256, of which ~1 ms is posing the rig
+    on the CPU; the rest is the two GL passes and the float readback.
     """
     if unit not in ("px", "crop"):
         raise ValueError(f"unit must be 'px' or 'crop', got {unit!r}")
