@@ -223,12 +223,14 @@ def _visible(values: np.ndarray, pose6: np.ndarray, n_query: int) -> tuple[np.nd
     ],
     ids=["jaw_open", "head_turn"],
 )
-def test_valid_mask_matches_ray_cast_visibility(case):
+def test_valid_mask_and_flow_match_ray_cast_vertices(case):
+    """Per head vertex, in numpy: visible at A (the truth for ``valid``) and its projections at
+    A and B (the truth for the flow, read bilinearly at its exact position at B)."""
     wa, pa, wb, pb = case
     n_head = len(rig.load().neutral)
-    _, vis_a, facing_a = _visible(wa, pa, n_head)
+    xy_a, vis_a, facing_a = _visible(wa, pa, n_head)
     xy_b, vis_b, facing_b = _visible(wb, pb, n_head)
-    _, valid = rig.render_prior_flow(wa, pa, wb, pb, K, S)
+    flow, valid = rig.render_prior_flow(wa, pa, wb, pb, K, S)
     # head vertices the target shows, at pixels away from the mask's edges (3x3 all equal)
     ij = np.floor(xy_b).astype(int)[:, ::-1]
     inside = np.all((ij >= 1) & (ij < S - 1), 1)
@@ -243,8 +245,16 @@ def test_valid_mask_matches_ray_cast_visibility(case):
     agree = (got == truth)[settled].mean()
     assert agree > 0.97, agree
     hidden = settled & ~truth
-    assert hidden.sum() >= 15  # the case does hide something the target shows
+    # measured: agreement 1.000 / 0.992 over 1084 / 970 vertices; of the 16 / 293 the identity
+    # hides, 100 % / 97 % are invalid (jaw open / head turn)
+    assert hidden.sum() >= 10  # the case does hide something the target shows
     assert (~got[hidden]).mean() > 0.9
+    # the flow at vertices inside the valid region (3x3 all valid) is their own displacement:
+    # measured median 0.003 / 0.07 px, 90th percentile 0.06 / 0.41 px (jaw open / head turn);
+    # the tail lies at folds, where a vertex's neighbouring pixels show the next surface
+    sure = settled & lo[ii, jj] & truth
+    err = np.linalg.norm(_sample(flow, xy_b[sure]) - (xy_a - xy_b)[sure], axis=-1)
+    assert np.median(err) < 0.1 and np.percentile(err, 90) < 0.75, np.percentile(err, [50, 90])
 
 
 @pytest.fixture(scope="module")
