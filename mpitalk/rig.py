@@ -934,6 +934,8 @@ def render_textured(
     condition render), which makes it the check of :func:`render_prior_flow`: the render at A,
     sampled at ``pixel centre + flow``, is the render at B where ``valid``. ``nearest``: no
     filtering (for id textures). Raw rig geometry, not the synthetic identity's deformed head.
+    A texture is uploaded once per array object (the last few are kept): do not edit one in
+    place between calls.
     """
     ctx = gl.context()
     key = id(ctx)
