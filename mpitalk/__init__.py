@@ -35,6 +35,7 @@ def run_cli(run: Callable[[], int | None], *, interrupted: str = "interrupted") 
     otherwise the body's exit code (None = 0)."""
     try:
         code = run()
+        sys.stdout.flush()  # a closed pipe (| head) shows here, not at exit as a traceback
     except UserError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 1

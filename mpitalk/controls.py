@@ -478,8 +478,8 @@ def _load_npz(path: Path) -> Track:
     import zipfile
 
     if not zipfile.is_zipfile(path):  # e.g. a .npy renamed: np.load would return a bare array
-        raise UserError(f"{path}: not an NPZ archive (an .npz is a zip of arrays 'values', "
-                        "'fps', 'names', 'pose'); write it with numpy.savez or Track.save")
+        raise UserError(f"{path}: not an NPZ track (not a zip of arrays 'values', 'fps', "
+                        "'names', 'pose'; a renamed .npy?); write it with Track.save")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}

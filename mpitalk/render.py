@@ -151,10 +151,12 @@ def _batch(args: argparse.Namespace) -> int:
     failed = [r for r in results if r["status"] == "failed"]
     print(f"{'line':>5}  {'status':<8} {'seconds':>8}  out / reason")
     for r in results:
-        detail = r["out"] if r["status"] != "failed" else r["reason"]
+        detail = r["reason"] if r["status"] == "failed" else (
+            f"{r['out']} ({r['reason']})" if r["reason"] else r["out"])
         print(f"{r['line']:>5}  {r['status']:<8} {r['seconds']:>8.1f}  {detail}")
     print(f"{len(results)} jobs: {len(results) - len(failed)} done or skipped, "
           f"{len(failed)} failed")
+    sys.stdout.flush()
     return 1 if failed else 0
 
 
@@ -179,6 +181,7 @@ def _main(args: argparse.Namespace) -> int:
             t = report["timings_s"]
             print(f"wrote {args.out}/: {', '.join(report['outputs'])} "
                   f"({report['frames']} frames, {t['total_s']:.1f} s)")
+        sys.stdout.flush()  # a closed pipe (| head) shows here, not at exit as a traceback
     except UserError as exc:
         print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
