@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpitalk import controls, controls_cli, job, render
+from mpitalk import atomic, controls, controls_cli, job, render
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--frames", "2", "--steps", "1", "--batch-size", "2", "--eye-size", "64", "--quiet"]
@@ -216,6 +216,17 @@ def test_stale_temp_folders_of_dead_processes_are_removed(world, capsys):
     rc = render.main(FAST + ["--out", str(world / "lost"), "--frames", "1000000"])
     assert (world / "lost" / "report.json").is_file()  # the moved-aside output restored
     assert not (world / f".lost.old-{OWNER}-{dead}").exists()
+
+
+def test_a_killed_process_leaves_a_folder_the_next_run_removes(tmp_path):
+    # a process that makes its temporary folder and dies without cleaning up (as under kill -9)
+    code = ("import os; from pathlib import Path; from mpitalk.atomic import temp_dir_beside; "
+            f"t = temp_dir_beside(Path({str(tmp_path / 'out')!r})); (t / 'x').write_text('1'); "
+            "os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", code], env=_env(), timeout=60).returncode == 9
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(f".out.tmp-{OWNER}-")
+    assert atomic.clean_stale(tmp_path / "out") == [left] and not left.exists()
 
 
 # --- batches --------------------------------------------------------------------------------
