@@ -91,11 +91,13 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
-def read_config(path: Path):
-    """The model :class:`~mpitalk.model.Config` of the checkpoint folder ``path`` (its JSON only,
-    no weights), checked: a one-line UserError if it is not one this mpitalk can build."""
+def read_config(path: str | Path | None = None):
+    """The model :class:`~mpitalk.model.Config` of the checkpoint folder ``path`` (None: the
+    shipped one) from its JSON alone (no weights), checked: a one-line UserError if it is not one
+    this mpitalk can build. Cheap: a job calls it before any other work."""
     from mpitalk.model import Config
 
+    path = (default_path() if path is None else Path(path)).resolve()
     meta = read_meta(path)
     try:
         return Config.from_dict(meta["config"])

@@ -47,7 +47,7 @@ NOVEL_VIEWS = ("orbit", "swing", "dolly", "none")
 LAYOUTS = ("sbs", "tb")
 POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
 MIN_FPS, MAX_FPS = 1.0, 1000.0  # output frame rates the video encoder is given (checked first)
-MAX_EYE_SIZE = 8192  # pixels per eye: above this a frame no longer fits a GL texture or H.264
+MAX_EYE_SIZE = 8192  # pixels per eye: H.264's largest frames are 8192 wide; beyond, memory runs out
 MAX_SECONDS = 3600.0  # longest video a job makes (a 10-hour track is a mistake, not a job)
 MAX_SCALE = 10.0  # |--expression-scale|, |--pose-scale|: beyond this only garbage comes out
 # options that do not change what a job makes: a batch's resume ignores them when comparing
@@ -334,6 +334,9 @@ def run_job(o: JobOptions) -> dict:
             raise UserError(f"{o.mpi}: the sequence's rate is {seq.fps:.6g} fps, outside "
                             f"{MIN_FPS:g}..{MAX_FPS:g}; fix 'fps' in its mpi.json")
     else:
+        from mpitalk import checkpoint
+
+        checkpoint.read_config(o.checkpoint)  # its JSON, before a long driving-video extraction
         t0 = time.perf_counter()
         track = load_track(o)
         timings["track_s"] = time.perf_counter() - t0
