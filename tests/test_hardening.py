@@ -78,6 +78,7 @@ def world(tmp_path):
         (t / name).mkdir()
         src = json.loads((job.DATA_DIR / "checkpoint" / "mpitalk_checkpoint.json").read_text())
         (t / name / "mpitalk_checkpoint.json").write_text(json.dumps(meta(src)))
+        (t / name / "state").symlink_to(job.DATA_DIR / "checkpoint" / "state")  # weights: fine
     return t
 
 
