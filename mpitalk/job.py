@@ -43,15 +43,15 @@ DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
 DEFAULT_TRACK = DATA_DIR / "default_track.csv"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
-NOVEL_VIEWS = ("orbit", "swing", "dolly", "none")
-LAYOUTS = ("sbs", "tb")
-POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
 MIN_FPS, MAX_FPS = 1.0, 1000.0  # output frame rates the video encoder is given (checked first)
 MAX_EYE_SIZE = 8192  # pixels per eye: H.264's largest frames are 8192 wide; beyond, memory runs out
 MAX_SECONDS = 3600.0  # longest video a job makes (a 10-hour track is a mistake, not a job)
 MAX_SCALE = 10.0  # |--expression-scale|, |--pose-scale|: beyond this only garbage comes out
 # options that do not change what a job makes: a batch's resume ignores them when comparing
 _NOT_RESULT = ("out", "quiet", "overwrite")
+NOVEL_VIEWS = ("orbit", "swing", "dolly", "none")
+LAYOUTS = ("sbs", "tb")
+POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
 
 
 @dataclass
@@ -61,6 +61,7 @@ class JobOptions:
     identity: str = str(DEFAULT_IDENTITY)  # portrait image
     controls: str = str(DEFAULT_TRACK)  # track (.csv/.json/.npz/Live Link CSV) or driving video
     out: str = "mpitalk-out"  # output folder
+    overwrite: bool = False  # replace OUT even if it is a folder that is not an mpitalk output
     fps: float | None = None  # output frame rate (default: the track's)
     duration: float | None = None  # seconds of the track to use (default: all)
     frames: int | None = None  # number of frames to generate (overrides duration)
@@ -87,7 +88,6 @@ class JobOptions:
     space: str = "reference"  # camera the model makes MPIs in (generate.SPACES)
     prev_mode: str = "anchor"  # earlier frame later clips are conditioned on (generate.PREV_MODES)
     quiet: bool = False  # no progress bars
-    overwrite: bool = False  # replace OUT even if it is a folder that is not an mpitalk output
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> JobOptions:
