@@ -55,6 +55,7 @@ assert len(ARKIT_NAMES) == 52
 POSE_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll", "tx", "ty", "tz")
 NUM_CHANNELS = len(ARKIT_NAMES) + len(POSE_NAMES)  # 58: the layout of Track.vector()
 
+MAX_RESAMPLED_FRAMES = 5_000_000  # Track.resample refuses more (~2 GB while interpolating)
 LIVE_LINK_FPS = 60.0  # Live Link Face records at 60 fps; its Timecode column does not say
 DEFAULT_FPS = 30.0  # for a one-row CSV, which cannot state a rate
 
@@ -159,6 +160,9 @@ class Track:
         n_new = int(math.floor(t_old[-1] * fps + 1e-6)) + 1 if len(self) else 0
         if num_frames is not None:
             n_new = min(n_new, max(0, num_frames))
+        if n_new > MAX_RESAMPLED_FRAMES:
+            raise UserError(f"resampling {self.duration:.6g} s to {fps:g} fps makes {n_new} "
+                            f"frames, more than {MAX_RESAMPLED_FRAMES}; use a lower fps")
         t_new = np.arange(n_new, dtype=np.float64) / fps
         pose = self.pose.astype(np.float64)
         pose[:, :3] = np.unwrap(pose[:, :3], axis=0)
@@ -279,7 +283,10 @@ def load(path: str | Path, fps: float | None = None, *,
     else:
         raise UserError(f"{path}: unknown track format '{ext}': use .csv, .json or .npz")
     if fps is not None and abs(track.fps - fps) > 1e-6:
-        track = track.resample(fps)
+        try:
+            track = track.resample(fps)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
     return track
 
 

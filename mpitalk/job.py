@@ -340,6 +340,8 @@ def run_job(o: JobOptions) -> dict:
         t0 = time.perf_counter()
         track = load_track(o)
         timings["track_s"] = time.perf_counter() - t0
+        if o.audio is not None:  # the video's length is known now: compare before generating
+            video.check_audio_length(o.audio, len(track), track.fps)
     try:
         tmp = temp_dir_beside(final)
     except OSError as exc:
@@ -377,6 +379,11 @@ def run_job(o: JobOptions) -> dict:
         })
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
         replace_dir(tmp, final)
+    except UserError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if str(tmp) in str(exc):  # e.g. ffmpeg's complaint about a file in the removed folder
+            raise UserError(str(exc).replace(str(tmp), str(final))) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

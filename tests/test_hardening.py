@@ -67,6 +67,13 @@ def world(tmp_path):
     (t / "extra_col.csv").write_text("\n".join(
         [HEADER + ",mystery"] + [",".join([f"{i / 25}"] + ROW + ["1"]) for i in range(3)]))
     (t / "binary.jsonl").write_bytes(bytes(range(256)) * 4)
+    import wave
+
+    with wave.open(str(t / "one_second.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000)
     from PIL import Image
 
     noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
@@ -113,6 +120,7 @@ REFUSED = [
     ("checkpoint config unknown field", ["--checkpoint", "{t}/ckpt_bad_config"], 1, "wat"),
     ("no face in the photo", ["--identity", "{t}/noface.png"], 1, "noface.png: no face"),
     ("binary manifest", ["--jobs", "{t}/binary.jsonl"], 1, "not a text file"),
+    ("audio of another length", ["--audio", "{t}/one_second.wav"], 1, "audio lasts 1.000 s"),
 ]
 # these get as far as the checkpoint (the model code imports JAX), still before generation
 EXPENSIVE = {"no face in the photo", "checkpoint JSON unknown key", "checkpoint JSON no config",
@@ -150,10 +158,11 @@ def test_warnings_are_one_line_each(world, capsys):
 
 
 def test_controls_info_bad_files_and_closed_pipe(world, capsys):
-    for name, needle in (("renamed.npz", "not an NPZ track"), ("names5.json", "'names'")):
-        assert controls_cli.main(["info", str(world / name)]) == 1
+    for argv, needle in ((["renamed.npz"], "not an NPZ track"), (["names5.json"], "'names'"),
+                         (["ten_hours.csv", "--fps", "1e9"], "use a lower fps")):
+        assert controls_cli.main(["info", str(world / argv[0]), *argv[1:]]) == 1
         lines = capsys.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and needle in lines[0], lines
+        assert len(lines) == 1 and needle in lines[0] and argv[0] in lines[0], lines
     # `info T | head`: the reader is gone before anything is written (its end of the pipe is
     # closed before the child has even started up)
     track = write_csv(world / "ok.csv", [0.0, 0.04, 0.08])
