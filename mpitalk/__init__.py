@@ -5,8 +5,11 @@ OpenCV camera axes, pixel centres at +0.5, straight alpha, planes back to front,
 are documented in README.md and hold in every module.
 """
 
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -32,10 +35,44 @@ def run_cli(run: Callable[[], int | None], *, interrupted: str = "interrupted") 
     otherwise the body's exit code (None = 0)."""
     try:
         code = run()
+        sys.stdout.flush()  # a closed pipe (| head) shows here, not at exit as a traceback
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        stdout_closed_by_reader()
+        return 0
     return 0 if code is None else code
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space: a message that
+    quotes another program's error still prints as one line."""
+    return " ".join(text.split())
+
+
+def stdout_closed_by_reader() -> None:
+    """After a BrokenPipeError on stdout (``... | head`` stopped reading): point stdout at
+    /dev/null so that Python's flush at exit does not print a second error. Not a failure of
+    ours: the reader had what it wanted."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print each warning raised inside as one line ``warning: MESSAGE`` on stderr, without
+    Python's ``file:line: Category:`` prefix and echo of the source line (which say nothing to a
+    user). The previous warning display is restored on exit."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"warning: {one_line(str(message))}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -31,6 +31,7 @@ from mpitalk.atomic import replace_dir, temp_dir_beside
 
 FORMAT_VERSION = 1
 META_FILE = "mpitalk_checkpoint.json"
+META_KEYS = ("format_version", "config", "step", "note")  # all of them, and only them
 
 
 def default_path() -> Path:
@@ -69,23 +70,49 @@ def read_meta(path: Path) -> dict:
                         "written by mpitalk.checkpoint.save")
     try:
         meta = json.loads(meta_path.read_text())
-        version = meta["format_version"]
-    except (ValueError, KeyError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"{meta_path} is unreadable ({exc}); re-export the checkpoint") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path}: expected a JSON object with {', '.join(META_KEYS)}, got "
+                        f"a {type(meta).__name__}; re-export the checkpoint")
+    if "format_version" not in meta:
+        raise UserError(f"{meta_path}: no 'format_version'; re-export the checkpoint")
+    version = meta["format_version"]
     if version != FORMAT_VERSION:
         raise UserError(f"{path}: checkpoint format version {version!r} is not supported "
                         f"(this mpitalk reads version {FORMAT_VERSION}); re-export it")
+    unknown = sorted(set(meta) - set(META_KEYS))
+    if unknown:
+        raise UserError(f"{meta_path}: unknown key(s) {', '.join(unknown)} (known: "
+                        f"{', '.join(META_KEYS)}); re-export the checkpoint")
+    if not isinstance(meta.get("config"), dict):
+        raise UserError(f"{meta_path}: 'config' must be a JSON object of the model's settings; "
+                        "re-export the checkpoint")
     return meta
+
+
+def read_config(path: str | Path | None = None):
+    """The model :class:`~mpitalk.model.Config` of the checkpoint folder ``path`` (None: the
+    shipped one) from its JSON alone (no weights), checked: a one-line UserError if it is not one
+    this mpitalk can build. Cheap: a job calls it before any other work."""
+    from mpitalk.model import Config
+
+    path = (default_path() if path is None else Path(path)).resolve()
+    meta = read_meta(path)
+    try:
+        return Config.from_dict(meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path / META_FILE}: bad 'config' ({exc}); re-export the checkpoint "
+                        "with this mpitalk") from None
 
 
 def load(path: str | Path | None = None):
     """``(config, model)`` from a folder written by :func:`save`; None = the shipped default."""
-    from mpitalk.model import Config, MPIModel
+    from mpitalk.model import MPIModel
 
     path = default_path() if path is None else Path(path)
     path = path.resolve()
-    meta = read_meta(path)
-    config = Config.from_dict(meta["config"])
+    config = read_config(path)
     abstract = nnx.eval_shape(lambda: MPIModel(config, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
     ckptr = ocp.StandardCheckpointer()

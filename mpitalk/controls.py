@@ -19,17 +19,16 @@ Formats (chosen by extension):
 Bad cells (NaN, text) raise a :class:`~mpitalk.UserError` naming the file, row and column; values
 outside [0,1] are clipped with one warning; unknown columns are ignored with one warning.
 
-The CLI (``python -m mpitalk.controls extract|info|plot``) is at the bottom.
+The CLI (``python -m mpitalk.controls_cli extract|info|plot``; ``python -m mpitalk.controls`` too)
+is :mod:`mpitalk.controls_cli`: it uses :mod:`mpitalk.face`, which uses this module.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import re
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpitalk import UserError, camera, run_cli
+from mpitalk import UserError, camera
 
 # ARKit's 52 blendshape names in ARKit's spelling, in the order Live Link Face writes them.
 ARKIT_NAMES: tuple[str, ...] = (
@@ -56,6 +55,7 @@ assert len(ARKIT_NAMES) == 52
 POSE_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll", "tx", "ty", "tz")
 NUM_CHANNELS = len(ARKIT_NAMES) + len(POSE_NAMES)  # 58: the layout of Track.vector()
 
+MAX_RESAMPLED_FRAMES = 5_000_000  # Track.resample refuses more (~2 GB while interpolating)
 LIVE_LINK_FPS = 60.0  # Live Link Face records at 60 fps; its Timecode column does not say
 DEFAULT_FPS = 30.0  # for a one-row CSV, which cannot state a rate
 
@@ -143,18 +143,26 @@ class Track:
                             f"{self.duration:.3f} s")
         return Track(self.values[keep], self.pose[keep], self.fps, self.names)
 
-    def resample(self, fps: float) -> Track:
+    def resample(self, fps: float, num_frames: int | None = None) -> Track:
         """The track at ``fps`` by linear interpolation over the same time span.
 
         The new frames are at ``j / fps`` for every such time up to the last original frame;
         angles are unwrapped before interpolating so a turn through +-pi stays a turn.
+        ``num_frames``: only the first that many new frames (no more than there are), so a
+        high rate over a long track costs only the part that is used.
         """
-        if fps <= 0:
-            raise UserError(f"fps must be positive, got {fps:g}")
+        if not (fps > 0 and math.isfinite(fps)):
+            raise UserError(f"fps must be a positive number, got {fps:g}")
         if abs(fps - self.fps) < 1e-9:
-            return Track(self.values.copy(), self.pose.copy(), self.fps, self.names)
+            keep = slice(None, num_frames)
+            return Track(self.values[keep].copy(), self.pose[keep].copy(), self.fps, self.names)
         t_old = self.times
         n_new = int(math.floor(t_old[-1] * fps + 1e-6)) + 1 if len(self) else 0
+        if num_frames is not None:
+            n_new = min(n_new, max(0, num_frames))
+        if n_new > MAX_RESAMPLED_FRAMES:
+            raise UserError(f"resampling {self.duration:.6g} s to {fps:g} fps makes {n_new} "
+                            f"frames, more than {MAX_RESAMPLED_FRAMES}; use a lower fps")
         t_new = np.arange(n_new, dtype=np.float64) / fps
         pose = self.pose.astype(np.float64)
         pose[:, :3] = np.unwrap(pose[:, :3], axis=0)
@@ -252,19 +260,22 @@ def _interp_columns(t_new: np.ndarray, t_old: np.ndarray, a: np.ndarray) -> np.n
 # --- loading --------------------------------------------------------------------------------
 
 
-def load(path: str | Path, fps: float | None = None) -> Track:
+def load(path: str | Path, fps: float | None = None, *,
+         rate_if_unknown: float | None = None) -> Track:
     """Read a track from ``.csv`` (ours, ARKit-named, or Live Link Face), ``.json`` or ``.npz``.
 
     ``fps``: the rate of the rows for files that do not state one (Live Link Face: 60 unless
     given; a CSV without a time column needs it). For files that state their rate, a different
-    ``fps`` resamples the track to it.
+    ``fps`` resamples the track to it. ``rate_if_unknown``: the rate of the rows of a CSV with
+    neither a time column nor a Timecode, and nothing else (the render's ``--fps``, which is the
+    output rate: it must not re-time a file that states its own).
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such track file")
     ext = path.suffix.lower()
     if ext == ".csv":
-        track = _load_csv(path, fps)
+        track = _load_csv(path, fps, rate_if_unknown)
     elif ext == ".json":
         track = _load_json(path)
     elif ext == ".npz":
@@ -272,7 +283,10 @@ def load(path: str | Path, fps: float | None = None) -> Track:
     else:
         raise UserError(f"{path}: unknown track format '{ext}': use .csv, .json or .npz")
     if fps is not None and abs(track.fps - fps) > 1e-6:
-        track = track.resample(fps)
+        try:
+            track = track.resample(fps)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
     return track
 
 
@@ -337,7 +351,7 @@ def _is_timecode(text: str) -> bool:
     return _TIMECODE.match(text.strip()) is not None
 
 
-def _load_csv(path: Path, fps: float | None) -> Track:
+def _load_csv(path: Path, fps: float | None, rate_if_unknown: float | None = None) -> Track:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -402,8 +416,10 @@ def _load_csv(path: Path, fps: float | None) -> Track:
         rate = LIVE_LINK_FPS if fps is None else fps
         return _assemble(path, columns, len(body), rate, unknown, live_link_angles=True)
     if time_col is None or len(body) < 2:
+        fps = fps or rate_if_unknown
         if fps is None and len(body) >= 2:
-            raise UserError(f"{path}: no 'time' column, so the frame rate is unknown; pass --fps")
+            raise UserError(f"{path}: no 'time' column, so the frame rate is unknown; pass --fps "
+                            "(the rate of its rows)")
         return _assemble(path, columns, len(body), fps or DEFAULT_FPS, unknown)
     dt = np.diff(times)
     if not (dt > 0).all():
@@ -452,19 +468,37 @@ def _load_json(path: Path) -> Track:
         raise UserError(f"{path}: not a JSON track ({e})") from None
     if not isinstance(doc, dict) or "values" not in doc or "fps" not in doc:
         raise UserError(f"{path}: a JSON track needs 'fps', 'names' and 'values' (and 'pose')")
-    return _from_arrays(path, doc.get("names", ARKIT_NAMES), doc["values"],
-                        doc.get("pose_names", POSE_NAMES), doc.get("pose"), doc["fps"])
+    names = _name_list(path, "names", doc.get("names", list(ARKIT_NAMES)))
+    pose_names = _name_list(path, "pose_names", doc.get("pose_names", list(POSE_NAMES)))
+    return _from_arrays(path, names, doc["values"], pose_names, doc.get("pose"), doc["fps"])
+
+
+def _name_list(path: Path, key: str, names) -> list[str]:
+    """``names`` checked to be a list of column names (strings), as a track file must give."""
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{path}: '{key}' must be a list of column names (strings), got "
+                        f"{json.dumps(names)[:60]}")
+    return list(names)
 
 
 def _load_npz(path: Path) -> Track:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # e.g. a .npy renamed: np.load would return a bare array
+        raise UserError(f"{path}: not an NPZ track (not a zip of arrays 'values', 'fps', "
+                        "'names', 'pose'; a renamed .npy?); write it with Track.save")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: not an NPZ track ({e})") from None
     if "values" not in data or "fps" not in data:
         raise UserError(f"{path}: an NPZ track needs arrays 'values', 'fps', 'names' and 'pose'")
-    names = [str(n) for n in data.get("names", ARKIT_NAMES)]
+    names = data.get("names", np.array(ARKIT_NAMES))
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise UserError(f"{path}: 'names' must be a 1-D array of column names (strings), got "
+                        f"{names.dtype} of shape {names.shape}")
+    names = [str(n) for n in names]
     return _from_arrays(path, names, data["values"], POSE_NAMES, data.get("pose"),
                         data["fps"])
 
@@ -474,7 +508,7 @@ def _from_arrays(path: Path, names, values, pose_names, pose, fps) -> Track:
     try:
         values = np.asarray(values, dtype=np.float64)
         pose = None if pose is None else np.asarray(pose, dtype=np.float64)
-        fps = float(fps)
+        fps = float(np.asarray(fps, dtype=np.float64).reshape(()))
     except (TypeError, ValueError):
         raise UserError(f"{path}: 'values', 'pose' and 'fps' must be numbers") from None
     if not (fps > 0 and math.isfinite(fps)):
@@ -491,12 +525,6 @@ def _from_arrays(path: Path, names, values, pose_names, pose, fps) -> Track:
     return _assemble(path, cols, len(values), fps, unknown)
 
 
-# --- CLI ------------------------------------------------------------------------------------
-
-MAIN_CHANNELS = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight",
-                 "mouthFunnel", "mouthPucker", "browInnerUp")
-
-
 def driving_track(track: Track) -> Track:
     """A track read from a driving video, made to drive an avatar: head rotations relative to the
     clip's median pose and the head centre at the default position (0, 0, 0.6) m. The video's
@@ -508,131 +536,7 @@ def driving_track(track: Track) -> Track:
     return Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
 
 
-def format_info(track: Track, title: str = "") -> str:
-    """A plain-text summary table of a track: length, rate, pose ranges, the busiest channels."""
-    lines = [f"{title}: {len(track)} frames at {track.fps:.3f} fps ({track.duration:.2f} s)"]
-    rows = track.summary()
-    lines.append(f"{'channel':<20}{'min':>9}{'mean':>9}{'max':>9}{'std':>9}")
-    pose_rows = rows[len(ARKIT_NAMES):]
-    for name, lo, mean, hi, std in pose_rows:
-        if name in ("yaw", "pitch", "roll"):  # show angles in degrees
-            lo, mean, hi, std = (math.degrees(x) for x in (lo, mean, hi, std))
-            name = f"{name} (deg)"
-        else:
-            name = f"{name} (m)"
-        lines.append(f"{name:<20}{lo:>9.3f}{mean:>9.3f}{hi:>9.3f}{std:>9.3f}")
-    busiest = sorted(rows[: len(ARKIT_NAMES)], key=lambda r: -r[4])
-    main = [r for r in rows if r[0] in MAIN_CHANNELS]
-    shown = main + [r for r in busiest if r[0] not in MAIN_CHANNELS][:8]
-    for name, lo, mean, hi, std in shown:
-        lines.append(f"{name:<20}{lo:>9.3f}{mean:>9.3f}{hi:>9.3f}{std:>9.3f}")
-    still = sum(1 for r in rows[: len(ARKIT_NAMES)] if r[3] == 0.0)
-    lines.append(f"({still} of {len(ARKIT_NAMES)} blendshapes are 0 throughout)")
-    return "\n".join(lines)
+if __name__ == "__main__":  # the CLI lives in mpitalk.controls_cli; this keeps the old command
+    from mpitalk.controls_cli import main
 
-
-def plot_track(track: Track, path: str | Path, title: str = "") -> None:
-    """Write a PNG of the main channels, the busiest other blendshapes and the head pose."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = track.times
-    rows = track.summary()[: len(ARKIT_NAMES)]
-    others = [r[0] for r in sorted(rows, key=lambda r: -r[4]) if r[0] not in MAIN_CHANNELS][:6]
-    fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True)
-    for ax, names in ((axes[0], MAIN_CHANNELS[:5]), (axes[1], MAIN_CHANNELS[5:] + tuple(others))):
-        for n in names:
-            ax.plot(t, track.channel(n), label=n, lw=1.2)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel("weight")
-        ax.legend(loc="upper right", fontsize=7, ncol=3)
-        ax.grid(alpha=0.3)
-    for n in ("yaw", "pitch", "roll"):
-        axes[2].plot(t, np.degrees(track.channel(n)), label=n, lw=1.2)
-    axes[2].set_ylabel("degrees")
-    for n in ("tx", "ty", "tz"):
-        axes[3].plot(t, track.channel(n) - (camera.DEFAULT_HEAD_DEPTH_M if n == "tz" else 0.0),
-                     label=n if n != "tz" else f"tz - {camera.DEFAULT_HEAD_DEPTH_M}", lw=1.2)
-    axes[3].set_ylabel("metres")
-    axes[3].set_xlabel("time (s)")
-    for ax in axes[2:]:
-        ax.legend(loc="upper right", fontsize=7)
-        ax.grid(alpha=0.3)
-    axes[0].set_title(f"{title}  ({len(track)} frames, {track.fps:.2f} fps)")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        plt.close(fig)
-
-
-def _cmd_extract(args: argparse.Namespace) -> int:
-    from mpitalk import face
-
-    source = args.inputs[0] if len(args.inputs) == 1 else args.inputs
-    track = face.extract_track(source, fps=args.fps, progress=not args.quiet)
-    if args.smooth > 0:
-        track = track.smooth(args.smooth)
-    track.save(args.output)
-    print(f"wrote {args.output}: {len(track)} frames at {track.fps:.3f} fps")
-    return 0
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    print(format_info(load(args.track, fps=args.fps), str(args.track)))
-    return 0
-
-
-def _cmd_plot(args: argparse.Namespace) -> int:
-    track = load(args.track, fps=args.fps)
-    out = args.output or str(Path(args.track).with_suffix(".png"))
-    plot_track(track, out, Path(args.track).name)
-    print(f"wrote {out}")
-    return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog="python -m mpitalk.controls", formatter_class=fmt,
-                                description="Expression tracks: extract from video, inspect, plot.")
-    sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("extract", formatter_class=fmt,
-                       help="blendshapes + head pose from a driving video or images")
-    e.add_argument("inputs", nargs="+", help="a video, a folder of images, or image files")
-    e.add_argument("-o", "--output", required=True, help="track file (.csv, .json or .npz)")
-    e.add_argument("--fps", type=float, default=None,
-                   help="frame rate (default: the video's; 30 for images)")
-    e.add_argument("--smooth", type=float, default=0.0,
-                   help="Savitzky-Golay window in seconds (0 = none)")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    e.set_defaults(func=_cmd_extract)
-    i = sub.add_parser("info", formatter_class=fmt, help="print a summary table of a track")
-    i.add_argument("track", help="track file (.csv, Live Link Face .csv, .json, .npz)")
-    i.add_argument("--fps", type=float, default=None, help="rate of the rows if the file has none")
-    i.set_defaults(func=_cmd_info)
-    g = sub.add_parser("plot", formatter_class=fmt, help="plot a track's main channels to a PNG")
-    g.add_argument("track", help="track file")
-    g.add_argument("-o", "--output", default=None, help="PNG path (default: next to the track)")
-    g.add_argument("--fps", type=float, default=None, help="rate of the rows if the file has none")
-    g.set_defaults(func=_cmd_plot)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry: ``extract``, ``info``, ``plot``. User errors print one line and return 1."""
-    args = _parser().parse_args(argv)
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        return run_cli(lambda: args.func(args))
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mpitalk import UserError, camera, controls, mpi
-from mpitalk.job import PREV_MODES, SPACES  # the choices live with the job options (no JAX)
+from mpitalk.choices import PREV_MODES, SPACES  # shared with the job options (no JAX there)
 
 # Portrait framing matched to the training data: in synthetic identity images (K = 1.5 S focal,
 # head at 0.6 m) the image side is 2.0 forehead-to-chin heights and the face centre sits 0.06

@@ -10,34 +10,47 @@ A job turns (identity image, expression track or driving video, checkpoint) into
 
 Everything is written into a temporary sibling folder and renamed into place when complete, so
 ``OUT`` either holds a whole result or nothing new. ``report.json`` is written last: a job folder
-with it is complete (batch resume relies on this).
+with it is complete (batch resume relies on this; it holds the job's options, and a batch reruns
+a job whose options changed).
+
+Nothing of the user's is ever replaced (:func:`check_output`): ``OUT`` may be missing, empty or
+an earlier mpitalk output (its ``report.json`` lists every entry in it); anything else, a file,
+the current folder or a mount point is refused before any work starts, unless ``--overwrite``
+(folders only). The earlier output stays in place until the new one is complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
 import sys
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
-from mpitalk.atomic import replace_dir, temp_dir_beside
+from mpitalk.atomic import clean_stale, replace_dir, temp_dir_beside
+from mpitalk.choices import PREV_MODES, SPACES
 
 DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
 DEFAULT_TRACK = DATA_DIR / "default_track.csv"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # output frame rates the video encoder is given (checked first)
+MAX_EYE_SIZE = 8192  # pixels per eye: H.264's largest frames are 8192 wide; beyond, memory runs out
+MAX_SECONDS = 3600.0  # longest video a job makes (a 10-hour track is a mistake, not a job)
+MAX_SCALE = 10.0  # |--expression-scale|, |--pose-scale|: beyond this only garbage comes out
+# options that do not change what a job makes: a batch's resume ignores them when comparing
+_NOT_RESULT = ("out", "quiet", "overwrite")
 NOVEL_VIEWS = ("orbit", "swing", "dolly", "none")
 LAYOUTS = ("sbs", "tb")
-SPACES = ("reference", "target")  # camera the model makes each MPI in (mpitalk.generate)
-PREV_MODES = ("anchor", "chain", "none")  # earlier frame later clips are conditioned on
 POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
 
 
@@ -48,6 +61,7 @@ class JobOptions:
     identity: str = str(DEFAULT_IDENTITY)  # portrait image
     controls: str = str(DEFAULT_TRACK)  # track (.csv/.json/.npz/Live Link CSV) or driving video
     out: str = "mpitalk-out"  # output folder
+    overwrite: bool = False  # replace OUT even if it is a folder that is not an mpitalk output
     fps: float | None = None  # output frame rate (default: the track's)
     duration: float | None = None  # seconds of the track to use (default: all)
     frames: int | None = None  # number of frames to generate (overrides duration)
@@ -82,6 +96,14 @@ class JobOptions:
         if unknown:
             raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(names))}")
+        hints = typing.get_type_hints(cls)
+        for key, value in d.items():
+            allowed = typing.get_args(hints[key]) or (hints[key],)
+            if float in allowed:
+                allowed += (int,)  # JSON writes 2.0 as 2
+            if (type(value) is bool and bool not in allowed) or not isinstance(value, allowed):
+                wanted = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                raise UserError(f"{where}: option {key!r} must be {wanted}, got {value!r}")
         return cls(**d)
 
 
@@ -102,18 +124,28 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--convergence-m must be positive (or inf), got {o.convergence_m}")
     if o.eye_size is not None and o.eye_size < 2:
         raise UserError(f"--eye-size must be at least 2 pixels, got {o.eye_size}")
-    if not o.ipd_mm > 0:
-        raise UserError(f"--ipd-mm must be positive, got {o.ipd_mm}")
+    if o.eye_size is not None and o.eye_size > MAX_EYE_SIZE:
+        raise UserError(f"--eye-size must be at most {MAX_EYE_SIZE} pixels, got {o.eye_size}")
+    if not (o.ipd_mm > 0 and math.isfinite(o.ipd_mm)):
+        raise UserError(f"--ipd-mm must be a positive number, got {o.ipd_mm}")
     if not 0 <= o.crf <= 51:
         raise UserError(f"--crf must be in 0..51, got {o.crf}")
     if o.steps < 1:
         raise UserError(f"--steps must be at least 1, got {o.steps}")
     if o.frames is not None and o.frames < 1:
         raise UserError(f"--frames must be at least 1, got {o.frames}")
-    if o.duration is not None and o.duration <= 0:
-        raise UserError(f"--duration must be positive, got {o.duration}")
-    if o.fps is not None and o.fps <= 0:
-        raise UserError(f"--fps must be positive, got {o.fps}")
+    if o.duration is not None and not (o.duration > 0 and math.isfinite(o.duration)):
+        raise UserError(f"--duration must be a positive number of seconds, got {o.duration}")
+    if o.fps is not None and not MIN_FPS <= o.fps <= MAX_FPS:  # also refuses nan
+        raise UserError(f"--fps must be in {MIN_FPS:g}..{MAX_FPS:g}, got {o.fps}")
+    if not 0 <= o.expression_scale <= MAX_SCALE:
+        raise UserError(f"--expression-scale must be in 0..{MAX_SCALE:g}, got "
+                        f"{o.expression_scale}")
+    if not -MAX_SCALE <= o.pose_scale <= MAX_SCALE:
+        raise UserError(f"--pose-scale must be in -{MAX_SCALE:g}..{MAX_SCALE:g}, got "
+                        f"{o.pose_scale}")
+    if not (o.smooth >= 0 and math.isfinite(o.smooth)):
+        raise UserError(f"--smooth must be 0 or a positive number of seconds, got {o.smooth}")
     if o.mpi is None:
         for label, path in (("identity image", o.identity), ("controls", o.controls)):
             if not Path(path).is_file():
@@ -123,7 +155,13 @@ def _check_options(o: JobOptions) -> None:
 
 
 def load_track(o: JobOptions):
-    """The expression track of a job: read or extracted, resampled, cut, smoothed, scaled."""
+    """The expression track of a job: read or extracted, cut to the frames used, resampled to
+    ``--fps``, smoothed, scaled.
+
+    Only the span that is used is resampled (``--fps 1000 --frames 4`` on an hour-long track
+    makes 4 frames, not 3.6 million), and a job longer than ``MAX_SECONDS`` is refused before
+    any frame is made. A CSV without a time column takes ``--fps`` as the rate of its rows.
+    """
     from mpitalk import controls
 
     path = Path(o.controls)
@@ -133,19 +171,33 @@ def load_track(o: JobOptions):
         # a driving video's own framing is not the avatar's: keep its motion, not its camera
         track = controls.driving_track(face.extract_track(str(path), progress=not o.quiet))
     else:
-        track = controls.load(str(path))
-    if o.fps is not None and abs(o.fps - track.fps) > 1e-6:
-        track = track.resample(o.fps)
+        track = controls.load(str(path), rate_if_unknown=o.fps)
+    rate = track.fps if o.fps is None else o.fps
+    if not MIN_FPS <= rate <= MAX_FPS:
+        raise UserError(f"{path}: the track's rate is {rate:.6g} fps, outside "
+                        f"{MIN_FPS:g}..{MAX_FPS:g}; pass --fps to resample it")
+    # frames at `rate` within the track (the same count Track.resample makes)
+    available = int(math.floor((len(track) - 1) / track.fps * rate + 1e-6)) + 1
     if o.frames is not None:
-        if o.frames > len(track):
-            raise UserError(f"{path}: the track has {len(track)} frames, --frames asks for "
-                            f"{o.frames}; give a longer track or fewer frames")
-        track = controls.Track(values=track.values[:o.frames], pose=track.pose[:o.frames],
-                               fps=track.fps)
+        if o.frames > available:
+            raise UserError(f"{path}: the track has {available} frames at {rate:g} fps, --frames "
+                            f"asks for {o.frames}; give a longer track or fewer frames")
+        count = o.frames
     elif o.duration is not None:
-        track = track.slice_time(0.0, o.duration)
-    if len(track) < 1:
+        count = min(available, math.ceil(o.duration * rate - 1e-9))
+    else:
+        count = available
+    if count < 1:
         raise UserError(f"{path}: the track has no frames; give a longer track")
+    if count / rate > MAX_SECONDS:
+        raise UserError(f"{path}: the job would make {count / rate / 3600:.3g} hours of video "
+                        f"({count} frames at {rate:g} fps), over the limit of "
+                        f"{MAX_SECONDS / 3600:g} hour; pass --duration or --frames to use a part")
+    if abs(rate - track.fps) > 1e-6:
+        track = track.resample(rate, num_frames=count)
+    else:
+        track = controls.Track(values=track.values[:count], pose=track.pose[:count],
+                               fps=track.fps, names=track.names)
     if o.smooth > 0:
         track = track.smooth(o.smooth)
     if o.expression_scale != 1.0 or o.pose_scale != 1.0:
@@ -188,27 +240,123 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
     Image.fromarray(np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)).save(path)
 
 
+def _earlier_output(folder: Path) -> dict | None:
+    """The report of an mpitalk output in ``folder`` (our ``report.json``), else None."""
+    try:
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if (isinstance(report, dict) and "mpitalk_version" in report
+            and isinstance(report.get("options"), dict)
+            and isinstance(report.get("outputs"), list)):
+        return report
+    return None
+
+
+def check_output(o: JobOptions) -> Path:
+    """``--out`` checked before any work: the folder a job may write or replace.
+
+    Allowed: a missing path, an empty folder, an earlier mpitalk output (replaced when the new
+    one is complete) holding nothing but what its ``report.json`` lists. Refused with a one-line
+    :class:`UserError`: an empty name, the current folder or one above it, an existing file, a
+    symbolic link, a mount point, and (unless ``--overwrite``) a folder with anything else in it.
+    """
+    if not o.out.strip():
+        raise UserError("--out is empty; give an output folder, e.g. --out mpitalk-out")
+    final = Path(o.out)
+    resolved = final.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise UserError(f"--out {o.out}: is the current folder or one above it, which a job "
+                        f"never replaces; name a new folder, e.g. --out {final / 'mpitalk-out'}")
+    if final.is_symlink():
+        raise UserError(f"{final}: is a symbolic link; give the folder it points to, or a new "
+                        "--out")
+    if final.exists() and not final.is_dir():
+        raise UserError(f"{final}: exists and is not a folder (an existing file is never "
+                        "replaced); choose another --out")
+    if os.path.ismount(final):
+        raise UserError(f"{final}: is a mount point, which cannot be replaced as a whole; write "
+                        f"into a folder inside it, e.g. --out {final / 'mpitalk-out'}")
+    if final.is_dir() and not o.overwrite:
+        entries = sorted(p.name for p in final.iterdir())
+        report = _earlier_output(final) if entries else None
+        if entries and report is None:
+            raise UserError(f"{final}: the folder is not empty ({entries[0]}, ...) and is not an "
+                            "mpitalk output (no report.json of ours); choose a new --out, or "
+                            "pass --overwrite to replace it")
+        foreign = [n for n in entries if report is not None and n not in report["outputs"]]
+        if foreign:
+            raise UserError(f"{final}: holds {foreign[0]}"
+                            f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}, "
+                            "which the earlier mpitalk output there did not write; move it out, "
+                            "or pass --overwrite to replace the whole folder")
+    return final
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (symbolic links resolved)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _copy_tree(src: Path, dst: Path) -> Path:
+    """``src`` copied to ``dst``: hard links where the filesystem allows (instant; the files are
+    never written again), else copies."""
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+    return dst
+
+
 def run_job(o: JobOptions) -> dict:
-    """Run one job; return its report. Raises UserError for anything the user can fix."""
+    """Run one job; return its report. Raises UserError for anything the user can fix.
+
+    Every check that can be made without the model comes first (options, ``--out``, the track
+    or the MPI source, the output folder being writable); then the checkpoint, the identity,
+    generation and export.
+    """
     from mpitalk import mpi_io, video
 
     _check_options(o)
-    final = Path(o.out)
+    final = check_output(o)
+    clean_stale(final)
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    track = None
+    if o.mpi is not None:
+        seq = mpi_io.load(Path(o.mpi))
+        if not MIN_FPS <= seq.fps <= MAX_FPS:
+            raise UserError(f"{o.mpi}: the sequence's rate is {seq.fps:.6g} fps, outside "
+                            f"{MIN_FPS:g}..{MAX_FPS:g}; fix 'fps' in its mpi.json")
+    else:
+        from mpitalk import checkpoint
+
+        checkpoint.read_config(o.checkpoint)  # its JSON, before a long driving-video extraction
+        t0 = time.perf_counter()
+        track = load_track(o)
+        timings["track_s"] = time.perf_counter() - t0
+        if o.audio is not None:  # the video's length is known now: compare before generating
+            video.check_audio_length(o.audio, len(track), track.fps)
     try:
         tmp = temp_dir_beside(final)
     except OSError as exc:
         raise UserError(f"{final}: cannot write the output folder ({exc.strerror}); choose "
                         "another --out") from exc
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
     report: dict = {"mpitalk_version": __version__, "options": dataclasses.asdict(o)}
     try:
         identity = None
         if o.mpi is not None:
             mpi_dir = Path(o.mpi)
-            seq = mpi_io.load(mpi_dir)
+            if _is_within(mpi_dir, final):  # re-rendering an output in place: keep its MPI
+                mpi_dir = _copy_tree(mpi_dir, tmp / "mpi")
+                seq = mpi_io.load(mpi_dir)
         else:
-            identity, mpi_dir = _generate(o, tmp, timings, report)
+            identity, mpi_dir = _generate(o, track, tmp, timings, report)
             seq = mpi_io.load(mpi_dir)
         t0 = time.perf_counter()
         eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else 512)
@@ -231,14 +379,20 @@ def run_job(o: JobOptions) -> dict:
         })
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
         replace_dir(tmp, final)
+    except UserError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if str(tmp) in str(exc):  # e.g. ffmpeg's complaint about a file in the removed folder
+            raise UserError(str(exc).replace(str(tmp), str(final))) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
 
 
-def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
-    """Model half of a job: checkpoint, identity, track -> ``tmp/mpi``."""
+def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
+    """Model half of a job: checkpoint, identity, ``track`` (from :func:`load_track`) ->
+    ``tmp/mpi``."""
     from mpitalk import checkpoint, generate, mpi_io
 
     t0 = time.perf_counter()
@@ -246,16 +400,19 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
     timings["load_checkpoint_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     crop_info: dict = {}
-    identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
-                                         info=crop_info)
+    try:
+        identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
+                                             info=crop_info)
+    except UserError as exc:  # the crop sees an array and says "image:"; name the file
+        message = str(exc)
+        if message.startswith("image: "):
+            raise UserError(f"{o.identity}: {message.removeprefix('image: ')}") from None
+        raise
     depths, K = generate.mpi_geometry(config)
     identity_info = generate.identity_conditions(identity, K)
     timings["identity_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    track = load_track(o)
     if o.pose_mode == "relative":
         track = generate.relative_to_identity(track, identity_info)
-    timings["track_s"] = time.perf_counter() - t0
     report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
     report["track"] = {"frames": len(track), "fps": track.fps,
                        "seconds": len(track) / track.fps}
@@ -278,8 +435,15 @@ def read_manifest(path: Path) -> list[tuple[int, dict | None, str | None]]:
     Blank lines and lines starting with # are skipped."""
     if not path.is_file():
         raise UserError(f"{path}: manifest not found; give a .jsonl file, one JSON object a line")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a manifest is UTF-8 text, one JSON object a "
+                        "line") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the manifest ({exc.strerror})") from None
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
@@ -292,32 +456,83 @@ def read_manifest(path: Path) -> list[tuple[int, dict | None, str | None]]:
     return rows
 
 
+def batch_out(out_root: Path, line: int, obj: dict, where: str) -> Path:
+    """The output folder of manifest line ``line``: ``out_root/job-LINE``, or its ``"out"``
+    taken inside ``out_root``. A job never writes outside its batch: an absolute ``"out"``, one
+    with ``..`` or one that leads out through a symbolic link is refused."""
+    rel = obj.get("out", f"job-{line}")
+    if not isinstance(rel, str) or not rel.strip():
+        raise UserError(f"{where}: \"out\" must be a folder name inside the batch folder, got "
+                        f"{rel!r}")
+    out = out_root / rel
+    if Path(rel).is_absolute() or ".." in Path(rel).parts or not (
+            _is_within(out, out_root) and out.resolve() != out_root.resolve()):
+        raise UserError(f"{where}: \"out\" must be a folder inside the batch folder {out_root} "
+                        f"(no absolute path, no ..), got {rel!r}")
+    return out
+
+
+def _result_options(options: dict) -> dict:
+    """A job's options as JSON would store them, without those that do not change its result."""
+    doc = json.loads(json.dumps(options, default=str))
+    return {k: v for k, v in doc.items() if k not in _NOT_RESULT}
+
+
 def run_batch(manifest: Path, out_root: Path, defaults: JobOptions, shard: tuple[int, int],
               progress: bool = True) -> list[dict]:
     """Run every job of a manifest (this shard's share), going on past failures.
 
-    Line N writes into ``out_root/job-N`` unless it sets ``out``. Jobs whose folder already
-    holds ``report.json`` are skipped (resume). Returns one result dict per job.
+    Line N writes into ``out_root/job-N``, or into its ``"out"`` inside ``out_root``
+    (:func:`batch_out`); two lines with the same output folder: the later one fails. A job whose
+    folder holds a ``report.json`` with the same options is skipped (resume); one whose options
+    changed since is run again. Returns one result dict per job.
     """
     from tqdm import tqdm
 
     index, count = shard
-    rows = [r for i, r in enumerate(read_manifest(manifest)) if i % count == index]
+    all_rows = read_manifest(manifest)
+    # output folders over the whole manifest, so every shard refuses the same duplicates
+    first_line: dict[Path, int] = {}
+    outs: dict[int, Path | str] = {}
+    for line, obj, _ in all_rows:
+        if obj is None:
+            continue
+        try:
+            out = batch_out(out_root, line, obj, f"{manifest}:{line}")
+        except UserError as exc:
+            outs[line] = str(exc)
+            continue
+        key = out.resolve()
+        if key in first_line:
+            outs[line] = (f"{manifest}:{line}: output folder {out} is also that of line "
+                          f"{first_line[key]}; give every job its own \"out\"")
+        else:
+            first_line[key] = line
+            outs[line] = out
+    rows = [r for i, r in enumerate(all_rows) if i % count == index]
     results = []
     for line, obj, error in tqdm(rows, desc="jobs", unit="job", disable=not progress):
         result = {"line": line, "status": "failed", "out": None, "reason": error, "seconds": 0.0}
         if obj is not None:
             t0 = time.perf_counter()
             try:
-                fields = dataclasses.asdict(defaults) | {"out": str(out_root / f"job-{line}")}
-                opts = JobOptions.from_dict(fields | obj, f"{manifest}:{line}")
+                out = outs[line]
+                if isinstance(out, str):
+                    raise UserError(out)
+                fields = dataclasses.asdict(defaults) | obj | {"out": str(out)}
+                opts = JobOptions.from_dict(fields, f"{manifest}:{line}")
                 opts.quiet = True
                 result["out"] = opts.out
-                if (Path(opts.out) / "report.json").is_file():
+                done = _earlier_output(out)
+                same = done is not None and (_result_options(done["options"])
+                                             == _result_options(dataclasses.asdict(opts)))
+                if same:
+                    clean_stale(out)
                     result.update(status="skipped", reason="already complete")
                 else:
                     run_job(opts)
-                    result.update(status="ok", reason="")
+                    result.update(status="ok", reason="" if done is None else
+                                  "run again: its options changed since it completed")
             except UserError as exc:
                 result["reason"] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a batch goes on past any failed job

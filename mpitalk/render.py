@@ -6,8 +6,12 @@ the demo checkpoint in ``data/checkpoint``) and writes ``./mpitalk-out/``: the s
 (``preview.png``) and ``report.json``. ``--mpi DIR`` renders an existing MPI sequence instead (no
 model). ``--jobs manifest.jsonl`` runs a batch: one JSON object of the same options per line
 (``{"identity": "a.png", "controls": "b.csv", "frames": 50}``); line N writes ``OUT/job-N/``
-unless it sets ``out``; complete jobs are skipped (resume); ``--shard I/N`` runs every N-th job
-for cluster array jobs. See :mod:`mpitalk.job`.
+unless it sets ``out`` (a folder inside OUT); complete jobs with the same options are skipped
+(resume); ``--shard I/N`` runs every N-th job for cluster array jobs. See :mod:`mpitalk.job`.
+
+``--out`` is never a folder of the user's: it may be new, empty or an earlier mpitalk output;
+anything else is refused unless ``--overwrite``. Errors, bad flags included, are one line on
+stderr and exit 1; warnings are one line each.
 """
 
 from __future__ import annotations
@@ -17,16 +21,26 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from mpitalk import UserError
+from mpitalk import UserError, one_line, one_line_warnings, stdout_closed_by_reader
 
 DEFAULT_OUT = "mpitalk-out"
+PROG = "mpitalk.render"
+
+
+class _UsageError(Exception):
+    """A bad command line (argparse's complaint), reported as one line like other errors."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the whole usage and exit 2
+        raise _UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from mpitalk import camera, job
 
     d = job.JobOptions()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m mpitalk.render",
         description="Portrait + expression track -> 3D talking head (MPI sequence), stereo VR "
                     "video and novel-view video. No arguments: the shipped demo.",
@@ -50,8 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the identity image as it is (centre square), without face crop")
     g = p.add_argument_group("timing and motion")
     g.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                   help="output folder (batch: the root of job-N folders)")
-    g.add_argument("--fps", type=float, help="output frame rate (default: the track's)")
+                   help="output folder (batch: the root of job-N folders): new, empty or an "
+                        "earlier mpitalk output, which is replaced when the new one is complete")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it is a folder that is not an mpitalk output")
+    g.add_argument("--fps", type=float,
+                   help=f"output frame rate, {job.MIN_FPS:g} to {job.MAX_FPS:g} (default: the "
+                        "track's; for a CSV without a time column, the rate of its rows)")
     g.add_argument("--duration", type=float, metavar="SECONDS", help="use this much of the track")
     g.add_argument("--frames", type=int, help="number of frames (overrides --duration)")
     g.add_argument("--expression-scale", type=float, default=d.expression_scale,
@@ -80,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "none = no frame")
     g = p.add_argument_group("video")
     g.add_argument("--eye-size", type=int, metavar="N",
-                   help="pixels per eye (width); default 512 when generating, the MPI's width "
-                        "with --mpi")
+                   help=f"pixels per eye (width, at most {job.MAX_EYE_SIZE}); default 512 when "
+                        "generating, the MPI's width with --mpi")
     g.add_argument("--layout", choices=job.LAYOUTS, default=d.layout,
                    help="stereo packing: side by side (NAME_LR.mp4) or top-bottom (NAME_TB.mp4)")
     g.add_argument("--half", action="store_true",
@@ -132,37 +151,52 @@ def _batch(args: argparse.Namespace) -> int:
     failed = [r for r in results if r["status"] == "failed"]
     print(f"{'line':>5}  {'status':<8} {'seconds':>8}  out / reason")
     for r in results:
-        detail = r["out"] if r["status"] != "failed" else r["reason"]
+        detail = r["reason"] if r["status"] == "failed" else (
+            f"{r['out']} ({r['reason']})" if r["reason"] else r["out"])
         print(f"{r['line']:>5}  {r['status']:<8} {r['seconds']:>8.1f}  {detail}")
     print(f"{len(results)} jobs: {len(results) - len(failed)} done or skipped, "
           f"{len(failed)} failed")
+    sys.stdout.flush()
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc} (see --help)", file=sys.stderr)
+        return 1
+    with one_line_warnings():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from mpitalk import job
 
     try:
         if args.jobs is not None:
             return _batch(args)
         report = job.run_job(_options(args))
+        if not args.quiet:
+            t = report["timings_s"]
+            print(f"wrote {args.out}/: {', '.join(report['outputs'])} "
+                  f"({report['frames']} frames, {t['total_s']:.1f} s)")
+        sys.stdout.flush()  # a closed pipe (| head) shows here, not at exit as a traceback
     except UserError as exc:
-        print(f"mpitalk.render: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("mpitalk.render: interrupted; nothing was written", file=sys.stderr)
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout's reader stopped (| head); the job itself is done
+        stdout_closed_by_reader()
+        return 0
     except Exception as exc:  # a bug, not a user error: say so in one line unless --debug
         if args.debug:
             raise
-        print(f"mpitalk.render: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
-              "for the traceback, and please report it)", file=sys.stderr)
+        print(f"{PROG}: internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with "
+              "--debug for the traceback, and please report it)", file=sys.stderr)
         return 2
-    if not args.quiet:
-        t = report["timings_s"]
-        print(f"wrote {args.out}/: {', '.join(report['outputs'])} "
-              f"({report['frames']} frames, {t['total_s']:.1f} s)")
     return 0
 
 

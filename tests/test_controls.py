@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mpitalk import UserError, camera, controls
+from mpitalk import UserError, camera, controls, controls_cli
 from mpitalk.controls import ARKIT_NAMES, POSE_NAMES, Track
 
 
@@ -290,11 +290,11 @@ def test_json_nan_is_an_error(tmp_path):
 def test_cli_info_and_plot(tmp_path, capsys):
     path = tmp_path / "t.csv"
     _random_track(n=40).save(path)
-    assert controls.main(["info", str(path)]) == 0
+    assert controls_cli.main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "40 frames" in out and "jawOpen" in out and "yaw (deg)" in out
     png = tmp_path / "t.png"
-    assert controls.main(["plot", str(path), "-o", str(png)]) == 0
+    assert controls_cli.main(["plot", str(path), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -303,6 +303,6 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     bad.write_text("time,jawOpen\n0,x\n")
     for argv in (["info", str(bad)], ["info", str(tmp_path / "none.csv")],
                  ["plot", str(bad), "-o", str(tmp_path / "p.png")]):
-        assert controls.main(argv) == 1
+        assert controls_cli.main(argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

@@ -13,7 +13,7 @@ import pytest
 import skimage.data as skimage_data  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mpitalk import UserError, camera, controls, face  # noqa: E402
+from mpitalk import UserError, camera, controls, controls_cli, face  # noqa: E402
 
 CHEEK_RIGHT, CHEEK_LEFT = 234, 454  # face-contour extremes, subject's right / left
 
@@ -252,7 +252,7 @@ def test_cli_extract_from_image_folder(tmp_path, carphone_frames, capsys):
     for i, f in enumerate(carphone_frames[:10]):
         Image.fromarray(f).save(folder / f"{i:04d}.png")
     out = tmp_path / "track.json"
-    assert controls.main(["extract", str(folder), "-o", str(out), "--fps", "25", "-q"]) == 0
+    assert controls_cli.main(["extract", str(folder), "-o", str(out), "--fps", "25", "-q"]) == 0
     t = controls.load(out)
     assert len(t) == 10 and t.fps == 25.0
 
@@ -261,7 +261,7 @@ def test_cli_extract_errors_are_one_line(tmp_path, capsys):
     Image.fromarray(_no_face_image()).save(tmp_path / "cup.png")
     (tmp_path / "empty").mkdir()
     for src in (tmp_path / "cup.png", tmp_path / "missing.mp4", tmp_path / "empty"):
-        assert controls.main(["extract", str(src), "-o", str(tmp_path / "t.csv"), "-q"]) == 1
+        assert controls_cli.main(["extract", str(src), "-o", str(tmp_path / "t.csv"), "-q"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 

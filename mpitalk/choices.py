@@ -1,0 +1,9 @@
+"""The choices of generation that the CLI offers, in a module with no imports.
+
+:mod:`mpitalk.generate` (JAX) uses them and :mod:`mpitalk.job` / :mod:`mpitalk.render` check and
+offer them; defining them here lets the job check its options without importing JAX, and keeps
+imports following the data flow (job -> generate, never back).
+"""
+
+SPACES = ("reference", "target")  # camera the model makes each MPI in (mpitalk.generate)
+PREV_MODES = ("anchor", "chain", "none")  # earlier frame later clips are conditioned on
