@@ -55,7 +55,7 @@ SELF_METRICS = ("psnr", "ssim", "lpips", "face_lpips", "identity_distance", "exp
                 "amplitude", "face_found", "flicker")
 CROSS_METRICS = ("expr_corr", "amplitude", "identity_distance", "face_found", "sharpness")
 DEFAULT_MAX_FRAMES = 40  # frames per clip / per driving track in a default run
-DEFAULT_MAX_PAIRS = 10  # cross-reenactment (identity, driver) pairs in a default run
+DEFAULT_MAX_PAIRS = 24  # cross pairs in a default run: 2 drivers each for 12 identities
 FACE_CROP_PX = 128  # face boxes are compared (LPIPS) and measured (sharpness) at this size
 
 
@@ -405,9 +405,14 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
             frames = {"model": model_frames(ph.image, drv.scaled(1.0, 0.0), relative=True),
                       **frames}
         scores, images = cross_pair(ph, frames, drv.values)
+        if j < len(clips):  # the real frames whose expression is followed
+            images["driver"] = metrics.to_float(clips[j].data["target_rgb"][images["picks"]])
         cross_rows.append({"photo": ph.name, "source": ph.source, "driver": driver_name,
                            "scores": scores})
-        cross_images.setdefault(ph.source, (f"{ph.name} driven by {driver_name}", images))
+        # the report shows each source's first pair driven by a clip (its real frames too)
+        if ph.source not in cross_images or (j < len(clips)
+                                             and "driver" not in cross_images[ph.source][1]):
+            cross_images[ph.source] = (f"{ph.name} driven by {driver_name}", images)
     seconds = time.perf_counter() - t_start
 
     self_tot = _means(self_rows, "scores", methods)

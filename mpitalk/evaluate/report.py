@@ -425,6 +425,9 @@ def write_footage_report(path: Path, result: dict, details: dict, self_images: d
                      "MediaPipe from each method's frames.</p>")
     for name, im in cross_images.values():
         rows = []
+        if "driver" in im:
+            rows.append([(im["photo"], "photo")] + [(f, f"driver {t}") for f, t in
+                                                    zip(im["driver"], im["picks"], strict=True)])
         for m in ("model", "flat"):
             if m in im:
                 rows.append([(im["photo"] if not rows else None, "photo" if not rows else "")] +
