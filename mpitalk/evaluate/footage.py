@@ -358,6 +358,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     out.mkdir(parents=True, exist_ok=True)
     methods = [m for m in METHODS if model is not None or m != "model"]
     t_start = time.perf_counter()
+    load_start = list(os.getloadavg())
 
     def model_frames(identity, track, **kw) -> np.ndarray:
         """The model's frames (T,S,S,3) float: each MPI rendered at its frame's pose."""
@@ -418,11 +419,17 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     self_tot = _means(self_rows, "scores", methods)
     real_tot = mean_dicts([r["scores"]["real"] for r in self_rows])
     cross_tot = _means(cross_rows, "scores", methods)
+    import hashlib
+
+    manifest_sha = hashlib.sha256((Path(data) / "manifest.json").read_bytes()).hexdigest()
     run = {"checkpoint": checkpoint_name, "data": str(data), "split": split,
+           "manifest_sha256": manifest_sha,
            "clips": len(clips), "frames_per_clip": [len(c.data["controls"]) for c in clips],
            "pairs": len(pairs), "cross_frames": [len(drivers[j][1]) for _, j in pairs],
            "steps": steps, "seed": seed, "space": space, "photo": str(photo),
-           "driver_track": str(driver_track), "self_seconds": t_self, "seconds": seconds}
+           "driver_track": str(driver_track), "self_seconds": t_self, "seconds": seconds,
+           # the machine's load while it ran: wall times on a shared machine depend on it
+           "load_average_start": load_start, "load_average_end": list(os.getloadavg())}
     result = json_ready({
         "self_reenactment": _headline(self_tot, SELF_METRICS),
         "cross_reenactment": _headline(cross_tot, CROSS_METRICS),
