@@ -213,6 +213,9 @@ def self_clip(clip: FootageClip, model_rgb: np.ndarray | None, K: np.ndarray
              "ssim": float(np.mean(metrics.ssim(rgb, real))),
              "lpips": float(np.mean(metrics.lpips(rgb, real))),
              "face_lpips": math.nan}
+        if mask is not None:  # the head alone (the real background stays still, an MPI's moves)
+            r["psnr_head"] = metrics.nanmean(np.atleast_1d(metrics.psnr(rgb, real,
+                                                                        mask=mask > 127)))
         if real_faces is not None:
             gen_faces = np.stack([crop_resized(rgb[t], boxes[t], FACE_CROP_PX) for t in with_box])
             r["face_lpips"] = float(np.mean(metrics.lpips(gen_faces, real_faces)))
