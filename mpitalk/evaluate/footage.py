@@ -360,7 +360,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     methods = [m for m in METHODS if model is not None or m != "model"]
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     load_start = list(os.getloadavg())
 
     def model_frames(identity, track, **kw) -> np.ndarray:
@@ -431,6 +431,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
            "pairs": len(pairs), "cross_frames": [len(drivers[j][1]) for _, j in pairs],
            "steps": steps, "seed": seed, "space": space, "photo": str(photo),
            "driver_track": str(driver_track), "self_seconds": t_self, "seconds": seconds,
+           "cpu_seconds": time.process_time() - cpu_start,  # all threads: the work, unloaded
            # the machine's load while it ran: wall times on a shared machine depend on it
            "load_average_start": load_start, "load_average_end": list(os.getloadavg())}
     result = json_ready({
