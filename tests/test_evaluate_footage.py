@@ -147,6 +147,8 @@ def test_footage_end_to_end(footage, tmp_path, monkeypatch):
     assert all(r["photo"] != r["driver"] for r in details["cross_reenactment"])
     html = (out / "report.html").read_text()
     assert "<table>" in html and html.count("data:image/jpeg;base64,") >= 4
+    assert set(m["expression_pooled"]["self_reenactment"]) == {"all", "carphone_pristine",
+                                                               "cap13_edit2"}
     assert not list(out.glob(".*tmp*"))  # the temporary files were renamed
 
 
@@ -205,6 +207,21 @@ def test_expression_agreement_on_known_series():
     # the driver itself: perfect agreement; nothing moves: NaN
     assert scores.expression_agreement(driver, driver)[:2] == pytest.approx((1.0, 1.0))
     assert math.isnan(scores.expression_agreement(np.zeros((9, 52)), driver[:9])[0])
+
+
+def test_pooled_expression_concatenates_the_rows():
+    t = np.arange(24)
+    driver = np.zeros((24, 52))
+    driver[:, 17] = 0.3 + 0.2 * np.sin(t / 3.0)
+    model = driver * 0.5
+    rows = [{"tracks": {"real": driver[:12], "model": model[:12], "flat": None}},
+            {"tracks": {"real": driver[12:], "model": model[12:], "flat": None}}]
+    out = fe.pooled_expression(rows, "real", ["model", "flat"])
+    assert set(out) == {"model"}  # no flat series: nothing pooled for it
+    want = scores.expression_agreement(driver, model)
+    assert (out["model"]["expr_corr"], out["model"]["amplitude"],
+            out["model"]["expr_channels"]) == pytest.approx(want)
+    assert want[:2] == pytest.approx((1.0, 0.5))
 
 
 def test_sharpness_copy_is_one_blur_is_lower():

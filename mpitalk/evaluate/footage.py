@@ -27,6 +27,7 @@ from one seen in other clips, e.g. ``cap13_edit2``); NaN is left out and written
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -302,6 +303,31 @@ def _means(rows: Sequence[dict], key: str, methods: Sequence[str]) -> dict:
     return {m: mean_dicts([r[key][m] for r in rows if m in r[key]]) for m in methods}
 
 
+def pooled_expression(rows: Sequence[dict], driver: str, methods: Sequence[str]) -> dict:
+    """Expression agreement over all frames of ``rows`` at once: each row's ``tracks``
+    (driver and method blendshapes, (T,52)) concatenated, then ``expression_agreement``:
+    {method: {"expr_corr", "amplitude", "expr_channels"}}. One 12-frame clip rarely has a
+    channel that moves 0.08; pooled, a source's clips have several (and a level that follows
+    the driver from clip to clip counts as following it)."""
+    out = {}
+    for m in methods:
+        pairs = [(r["tracks"][driver], r["tracks"][m]) for r in rows
+                 if r["tracks"].get(driver) is not None and r["tracks"].get(m) is not None]
+        if not pairs:
+            continue
+        corr, amp, n = expression_agreement(np.concatenate([d for d, _ in pairs]),
+                                            np.concatenate([v for _, v in pairs]))
+        out[m] = {"expr_corr": corr, "amplitude": amp, "expr_channels": n}
+    return out
+
+
+def _pooled_by_source(rows: Sequence[dict], driver: str, methods: Sequence[str]) -> dict:
+    groups: dict[str, list[dict]] = {"all": list(rows)}
+    for r in rows:
+        groups.setdefault(r["source"], []).append(r)
+    return {s: pooled_expression(rs, driver, methods) for s, rs in groups.items()}
+
+
 def _by_source(rows: Sequence[dict], methods: Sequence[str]) -> dict:
     out: dict[str, dict] = {}
     for r in rows:
@@ -377,7 +403,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
             gen = model_frames(metrics.to_float(clip.data["identity_rgb"]), clip.track,
                                photo_pose=clip.data["identity_pose"])
         scores, images = self_clip(clip, gen, K)
-        self_rows.append({"clip": clip.name, "source": clip.source, "scores": scores})
+        self_rows.append({"clip": clip.name, "source": clip.source, "scores": scores,
+                          "tracks": images["tracks"]})
         self_images.setdefault(clip.source, (clip.name, images))
     t_self = time.perf_counter() - t_start
 
@@ -412,7 +439,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
         if j < len(clips):  # the real frames whose expression is followed
             images["driver"] = metrics.to_float(clips[j].data["target_rgb"][images["picks"]])
         cross_rows.append({"photo": ph.name, "source": ph.source, "driver": driver_name,
-                           "scores": scores})
+                           "scores": scores, "tracks": images["tracks"]})
         # the report shows each source's first pair driven by a clip (its real frames too)
         if ph.source not in cross_images or (j < len(clips)
                                              and "driver" not in cross_images[ph.source][1]):
@@ -422,8 +449,6 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     self_tot = _means(self_rows, "scores", methods)
     real_tot = mean_dicts([r["scores"]["real"] for r in self_rows])
     cross_tot = _means(cross_rows, "scores", methods)
-    import hashlib
-
     manifest_sha = hashlib.sha256((Path(data) / "manifest.json").read_bytes()).hexdigest()
     run = {"checkpoint": checkpoint_name, "data": str(data), "split": split,
            "manifest_sha256": manifest_sha,
@@ -440,6 +465,9 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
         "reference": {"real_frames": real_tot},
         "by_source": {"self_reenactment": _by_source(self_rows, methods),
                       "cross_reenactment": _by_source(cross_rows, methods)},
+        "expression_pooled": {
+            "self_reenactment": _pooled_by_source(self_rows, "real", methods),
+            "cross_reenactment": _pooled_by_source(cross_rows, "driver", methods)},
         "run": run})
     details = json_ready({**run, "total": {"self_reenactment": {m: nest(v) for m, v in
                                                                 self_tot.items()},

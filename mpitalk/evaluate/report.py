@@ -19,6 +19,9 @@ import numpy as np
 from mpitalk import metrics
 from mpitalk.evaluate.scores import BLINK, IMAGE_METRICS, METHODS, VIEWS
 
+FOOTAGE_METHODS = ("model", "flat", "identity_image")  # evaluate.footage.METHODS (no import
+# cycle: footage imports this module)
+
 # (dotted metric, label, better: "high" / "low" / "" for neutral)
 REPORT_ROWS: tuple[tuple[str, str, str], ...] = tuple(
     (f"views.{v}.{m}", f"{v} {m.upper()}", "high" if m != "lpips" else "low")
@@ -325,6 +328,11 @@ def _jpeg_b64(image: np.ndarray, quality: int = 85) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _plain(x) -> str:
+    """A number as text for a cell that holds several ("-": none)."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
 def _footage_table(table: dict, rows: Sequence[tuple[str, str, str]], extra: dict | None = None
                    ) -> str:
     """metric rows x method columns of ``table`` {method: {metric: value}}; ``extra``: one
@@ -392,6 +400,16 @@ def write_footage_report(path: Path, result: dict, details: dict, self_images: d
         parts += [f"<h3>identity from {html.escape(source)}</h3>",
                   _footage_table(table, FOOTAGE_CROSS_ROWS)]
 
+    parts.append("<h2>Expression agreement over all frames of a source at once</h2>"
+                 "<p class='note'>Each clip's / pair's series concatenated before the "
+                 "per-blendshape correlation and amplitude (a 12-frame clip rarely has a "
+                 "channel that moves 0.08): correlation / amplitude / channels.</p>")
+    for task, pooled in result["expression_pooled"].items():
+        methods = [m for m in FOOTAGE_METHODS if any(m in v for v in pooled.values())]
+        parts.append(f"<h3>{task}</h3>" + _table(["source"] + list(methods), [
+            [source] + [" / ".join(_plain(v.get(m, {}).get(k)) for k in
+                                   ("expr_corr", "amplitude", "expr_channels"))
+                        for m in methods] for source, v in pooled.items()]))
     cols = ("psnr", "lpips", "face_lpips", "identity_distance", "expr_corr", "amplitude")
     methods = [m for m in ("model", "flat") if m in result["self_reenactment"]]
     parts += ["<h2>Per clip (self-reenactment)</h2>", _table(
