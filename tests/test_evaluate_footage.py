@@ -214,14 +214,21 @@ def test_pooled_expression_concatenates_the_rows():
     driver = np.zeros((24, 52))
     driver[:, 17] = 0.3 + 0.2 * np.sin(t / 3.0)
     model = driver * 0.5
-    rows = [{"tracks": {"real": driver[:12], "model": model[:12], "flat": None}},
-            {"tracks": {"real": driver[12:], "model": model[12:], "flat": None}}]
-    out = fe.pooled_expression(rows, "real", ["model", "flat"])
-    assert set(out) == {"model"}  # no flat series: nothing pooled for it
-    want = scores.expression_agreement(driver, model)
+    # two rows at different levels (another identity frame each): the level is not motion
+    rows = [{"tracks": {"real": driver[:12], "model": model[:12] + 0.3, "flat": None,
+                        "identity_image": np.full((12, 52), 0.1)}},
+            {"tracks": {"real": driver[12:], "model": model[12:], "flat": None,
+                        "identity_image": np.full((12, 52), 0.6)}}]
+    out = fe.pooled_expression(rows, "real", ["model", "flat", "identity_image"])
+    assert set(out) == {"model", "identity_image"}  # no flat series: nothing pooled for it
+    centred = [x - x.mean(0) for x in (driver[:12], driver[12:], model[:12], model[12:])]
+    want = scores.expression_agreement(np.concatenate(centred[:2]), np.concatenate(centred[2:]))
     assert (out["model"]["expr_corr"], out["model"]["amplitude"],
             out["model"]["expr_channels"]) == pytest.approx(want)
     assert want[:2] == pytest.approx((1.0, 0.5))
+    # a still image at a different level in each row: still (pooled raw, it would "move" 0.25)
+    assert out["identity_image"]["expr_corr"] == 0.0
+    assert out["identity_image"]["amplitude"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_sharpness_copy_is_one_blur_is_lower():

@@ -305,13 +305,22 @@ def _means(rows: Sequence[dict], key: str, methods: Sequence[str]) -> dict:
 
 def pooled_expression(rows: Sequence[dict], driver: str, methods: Sequence[str]) -> dict:
     """Expression agreement over all frames of ``rows`` at once: each row's ``tracks``
-    (driver and method blendshapes, (T,52)) concatenated, then ``expression_agreement``:
-    {method: {"expr_corr", "amplitude", "expr_channels"}}. One 12-frame clip rarely has a
-    channel that moves 0.08; pooled, a source's clips have several (and a level that follows
-    the driver from clip to clip counts as following it)."""
+    (driver and method blendshapes, (T,52), NaN rows where no face) centred on its own mean
+    per channel, concatenated, then ``expression_agreement``: {method: {"expr_corr",
+    "amplitude", "expr_channels"}}. One 12-frame clip rarely has a channel that moves 0.08;
+    pooled, a source's clips have several. Centred first, so that a level that differs from
+    row to row (another identity frame, another photo, read by MediaPipe) is not taken for
+    motion: the identity image repeated still scores 0."""
+    def centred(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if not np.isfinite(x).any():
+            return x
+        with np.errstate(invalid="ignore"):
+            return x - np.nanmean(x, axis=0)
+
     out = {}
     for m in methods:
-        pairs = [(r["tracks"][driver], r["tracks"][m]) for r in rows
+        pairs = [(centred(r["tracks"][driver]), centred(r["tracks"][m])) for r in rows
                  if r["tracks"].get(driver) is not None and r["tracks"].get(m) is not None]
         if not pairs:
             continue
