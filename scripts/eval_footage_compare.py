@@ -87,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             rows = _rows({task: old}, {task: table}, task)
             print(_table(f"{task}: {source}", rows))
             out[f"{task}:{source}"] = rows
+        # expression agreement pooled over each source's frames (docs/eval/footage/README.md)
+        for source, table in new["expression_pooled"][task].items():
+            old = base["expression_pooled"][task].get(source, {})
+            rows = [[k, _fmt(old.get("model", {}).get(k)), _fmt(table["model"][k]),
+                     _fmt(table["flat"][k]), _fmt(table["identity_image"][k])]
+                    for k in ("expr_corr", "amplitude", "expr_channels")]
+            print(_table(f"{task}: expression pooled, {source}", rows))
+            out[f"{task}:pooled:{source}"] = rows
     (a.out / "compare.json").write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {a.out / 'compare.json'}")
     return 0
