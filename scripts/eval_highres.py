@@ -11,7 +11,9 @@ the tests), four ways:
   - ``today``: the 128-px dense MPI (``mpi.materialize`` at 128 with the 128-px identity, i.e.
     what the main job stored until now) rendered at 512;
   - ``factored``: the same fields materialized at 512 with the 512-px identity (version 3);
-  - ``guided`` (with ``--guided``): as factored, alpha and blend upsampled by a guided filter
+  - ``factored_dense`` and ``guided`` (with ``--guided``): the fields materialized at 512 px
+    (``mpi.materialize``) and rendered as a dense MPI, with alpha and blend upsampled
+    bilinearly, or by a guided filter
     (He et al., "Guided Image Filtering", TPAMI 2013: the fast-guided-filter upsampling, the
     linear coefficients fitted at 128 px against the photo reduced to 128 and applied to the
     512-px photo), rendered through ``mpi.render``;
@@ -121,6 +123,7 @@ def synthetic(data: Path, model, config, steps: int, max_frames: int, guided: bo
     depths, K_S = generate.mpi_geometry(config)
     S = config.image_size
     guided_fn = jax.jit(materialize_guided)
+    materialize_fn = jax.jit(mpi.materialize, static_argnums=2)
     per_method: dict[str, dict[str, list]] = {}
     renderer = None
     t_start = time.perf_counter()
@@ -147,7 +150,7 @@ def synthetic(data: Path, model, config, steps: int, max_frames: int, guided: bo
         flat = np.concatenate([id_hi, np.full(id_hi.shape[:2] + (1,), 255, np.uint8)], -1)[None]
         flat_depth = np.array([float(clip["identity_pose"][5])], np.float32)
         renders: dict[str, list] = {m: [] for m in ("today", "factored", "flat")
-                                    + (("guided",) if guided else ())}
+                                    + (("factored_dense", "guided") if guided else ())}
         gts = []
         for t, (fields, frame_from_mpi) in enumerate(frames):
             views = [np.eye(4, dtype=np.float32)] + [clip[f"{v}_from_target"][t]
@@ -158,7 +161,11 @@ def synthetic(data: Path, model, config, steps: int, max_frames: int, guided: bo
             renders["today"].append([renderer.render_pose(T_, K_P)[0] for T_ in poses])
             renderer.set_fields(fields, id_hi, depths, K_S, P)
             renders["factored"].append([renderer.render_pose(T_, K_P)[0] for T_ in poses])
-            if guided:
+            if guided:  # both dense at 512 px: only the upsampling of alpha and blend differs
+                d = np.asarray(materialize_fn(fields, id_hi.astype(np.float32) / 255, P))
+                renderer.set_mpi(d, depths, K_P)
+                renders["factored_dense"].append([renderer.render_pose(T_, K_P)[0]
+                                                  for T_ in poses])
                 g = np.asarray(guided_fn(fields, id_hi.astype(np.float32) / 255,
                                          id_lo.astype(np.float32) / 255))
                 renderer.set_mpi(g, depths, K_P)
