@@ -165,8 +165,9 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
 
     cell = min(seq.photo_size, 256) if seq.factored else seq.height
     K = seq.K_at(cell) if seq.factored else seq.K
-    # the frame's depth as seen from its camera; compiled once for all columns (same shapes)
-    depth_at = jax.jit(lambda m, T: mpi.render(m, seq.depths, K, T).depth)
+    # the frame's depth as seen from its camera, from its dense MPI at the stored size (a
+    # factored one's depth has no detail finer than its fields); compiled once for all columns
+    depth_at = jax.jit(lambda m, T: mpi.render(m, seq.depths, seq.K, T).depth)
     n = len(seq)
     picks = sorted(set(np.linspace(0, n - 1, min(columns, n)).round().astype(int).tolist()))
     pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
@@ -180,13 +181,16 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
             fields, frame_from_mpi = seq.fields_raw_and_pose(t)
             renderer.set_fields(fields, seq.photo_u8, seq.depths, seq.K, cell, frame_from_mpi,
                                 seq.plane_groups)
-            rgba = seq.dense(t, cell)
+            rgba = seq[t]
         else:
             rgba, frame_from_mpi = seq[t], seq.pose(t)
             renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
         views = [renderer.render_pose(T, K)[0] for T in poses]
         depth = np.asarray(depth_at(rgba, frame_from_mpi))
         depth_img = np.clip((1 / depth - 1 / far) / (1 / near - 1 / far), 0, 1)
+        if depth_img.shape[0] != cell:
+            depth_img = np.asarray(Image.fromarray(depth_img.astype(np.float32)).resize(
+                (cell, cell), Image.BILINEAR))
         cols.append(np.concatenate([views[0], np.repeat(depth_img[..., None], 3, -1), views[1],
                                     views[2]], 0))
     renderer.release()
