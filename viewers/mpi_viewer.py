@@ -228,7 +228,12 @@ def run_window(seq: mpi_io.MPISequence, frames: int | None, screenshot: Path | N
                 self.pending_shot = screenshot
             if self.pending_shot is not None:  # what the window shows, before the status line
                 path, self.pending_shot = self.pending_shot, None
-                self.save(path, win_w, win_h)
+                try:
+                    self.save(path, win_w, win_h)
+                except UserError as exc:
+                    if path == screenshot:  # --screenshot: the run fails
+                        raise
+                    print(f"mpi_viewer: {exc}", file=sys.stderr)  # P: the viewer goes on
             dt = time.perf_counter() - t0
             self.fps = 0.9 * self.fps + 0.1 / max(dt, 1e-6) if self.fps else 1.0 / max(dt, 1e-6)
             self.ctx.enable(moderngl.BLEND)
