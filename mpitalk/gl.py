@@ -242,7 +242,8 @@ class GLRenderer:
             else:
                 prog["u_planes"].value = 0
         self.planes: moderngl.Texture | None = None  # the plane atlas
-        self._plane_shape = (0, 0, 0)
+        self._atlas_shape = (0, 0, 0)  # (D, H, W) the atlas holds
+        self._plane_shape = (0, 0, 0)  # (D, H, W) of the MPI set last (dense or factored)
         self._cols = 1
         self._max_texture = int(self.ctx.info["GL_MAX_TEXTURE_SIZE"])
         self._mode: str | None = None  # "dense" (set_mpi) or "fields" (set_fields)
@@ -281,13 +282,14 @@ class GLRenderer:
         """(Re)allocate the plane atlas for D planes of H x W: a one-texel transparent border
         round each plane (see plane_sample in mpi.frag), zeroed here; uploads and the fields
         pass write the interiors only."""
-        if self.planes is not None and self._plane_shape == (D, H, W):
+        self._plane_shape = (D, H, W)
+        if self.planes is not None and self._atlas_shape == (D, H, W):
             return
         self._release_atlas()
         cols, rows = atlas_layout(D, W, H, self._max_texture)
         size = (cols * (W + 2), rows * (H + 2))
         self.planes = self.ctx.texture(size, 4, dtype="f1", data=bytes(size[0] * size[1] * 4))
-        self._plane_shape, self._cols = (D, H, W), cols
+        self._atlas_shape, self._cols = (D, H, W), cols
         for prog in (self.programs["multi"], self.programs["single"]):
             prog["u_cols"].value = cols
             prog["u_cell"].value = (W + 2, H + 2)
@@ -304,7 +306,7 @@ class GLRenderer:
             (self.ctx.screen or self.ctx.detect_framebuffer(0)).use()
 
     def _cell_origin(self, i: int) -> tuple[int, int]:
-        D, H, W = self._plane_shape
+        D, H, W = self._atlas_shape
         return (i % self._cols) * (W + 2), (i // self._cols) * (H + 2)
 
     def _set_geometry(self, depths, K_src, frame_from_mpi, rects: np.ndarray) -> None:

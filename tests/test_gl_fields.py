@@ -171,7 +171,10 @@ def test_next_frame_stereo_and_a_dense_mpi_after_fields(ctx):
             eye = sbs[:, k * size:(k + 1) * size]
             mean, mx = compare(eye[..., :3], eye[..., 3], ref)
             assert mean <= MEAN_TOL and mx <= MAX_TOL, (k, mean * 255, mx * 255)
-        # a dense MPI after fields, on the same renderer, renders as itself
+        # a dense MPI after fields, on the same renderer, renders as itself, also when the
+        # atlas was last sized for another dense MPI (a regression: it was kept)
+        r.set_mpi(np.ones((D, 8, 8, 4), np.float32), DEPTHS, K_S)
+        r.set_fields(second, photo, DEPTHS, K_S, size, None, GROUPS)
         rgba = np.asarray(dense(as_float(second), photo_f, size, GROUPS))
         r.set_mpi(rgba, DEPTHS, K)
         mean, mx = compare(*r.render_pose(np.eye(4)), reference(rgba, DEPTHS, K, np.eye(4)))
