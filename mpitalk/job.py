@@ -235,7 +235,8 @@ def run_job(o: JobOptions) -> dict:
         outputs = video.export_mpi_sequence(
             mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
             convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
-            ply_frame=o.ply, progress=not o.quiet, name="mpitalk")
+            ply_frame=o.ply, progress=not o.quiet, name="mpitalk",
+            note=o.mpi is not None)  # a generating job has said what its photo holds
         timings["export_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         contact_sheet(identity, seq, tmp / "preview.png")
@@ -289,14 +290,15 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
               progress=not o.quiet, timings=stages, identity_info=identity_info,
               prev_mode=o.prev_mode, space=o.space)
     if o.space == "reference":
-        photo_size = o.eye_size if o.eye_size is not None else DEFAULT_EYE_SIZE
-        photo_info: dict = {}
-        photo = generate.prepare_identity(o.identity, photo_size, crop=not o.no_crop,
-                                          info=photo_info)
-        held = photo_info.get("side_px")
-        if held is not None and photo_size > held:
+        # the photo at the eyes' size, but never above what the image holds (past 512 px):
+        # larger eyes are then upsampled by the renderer, not stored
+        eye = o.eye_size if o.eye_size is not None else DEFAULT_EYE_SIZE
+        held = crop_info.get("side_px")  # the S-px crop's window, the same at any size
+        photo_size = eye if held is None else min(eye, max(DEFAULT_EYE_SIZE, int(np.ceil(held))))
+        photo = generate.prepare_identity(o.identity, photo_size, crop=not o.no_crop)
+        if held is not None and eye > held:
             print(f"note: {o.identity} holds {held:.0f} px across the face crop; eyes of "
-                  f"{photo_size} px are upsampled from it")
+                  f"{eye} px are upsampled from it")
         identity_report.update(photo_size=photo_size, photo_holds_px=held)
         frames = generate.generate_fields(model, config, identity, track, **kw)
         mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps)

@@ -316,12 +316,14 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                         ipd_mm: float = 63.0, convergence_m: float | None = 0.6,
                         novel_view: str | None = "orbit", audio: str | os.PathLike | None = None,
                         ply_frame: int | None = None, crf: int = 18, progress: bool = True,
-                        name: str | None = None, suffix: str | None = None) -> dict[str, Path]:
+                        name: str | None = None, suffix: str | None = None,
+                        note: bool = True) -> dict[str, Path]:
     """Render a saved MPI sequence (:mod:`mpitalk.mpi_io`) to videos with the GL renderer.
 
     Writes into ``out_dir``: ``NAME_LR.mp4`` (or ``_TB``; ``suffix`` overrides) stereo, each eye
     ``eye_size`` pixels wide (default the MPI's width, a factored MPI's photo size; height keeps
-    the aspect, both even; above a factored MPI's photo size a note is printed), packed
+    the aspect, both even; above a factored MPI's photo size a note is printed unless ``note``
+    is False), packed
     at full size or, with ``half``, squeezed to one eye's size; ``NAME_<path>.mp4`` a mono
     novel-view video along ``camera.CAMERA_PATHS[novel_view]`` (None or ``"none"`` skips it);
     ``NAME_frameNNNNNN.ply`` a point cloud of frame ``ply_frame`` (:mod:`mpitalk.geometry`).
@@ -356,7 +358,7 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     # renderer's bilinear sampling of the planes is the same upsampling)
     native = seq.photo_size if seq.factored else W
     eye_w = _even(native if eye_size is None else eye_size)
-    if seq.factored and eye_w > native:
+    if note and seq.factored and eye_w > native:
         print(f"note: {mpi_dir} holds a {native}-px photo; eyes of {eye_w} px are upsampled "
               "from it")
     dense_size = max(W, min(eye_w, native)) if seq.factored else W

@@ -74,3 +74,15 @@ def test_exported_eyes_are_the_gl_render_of_the_fields(job_out, tmp_path):
     err = np.abs(left - both[:, :96, :3]).mean()
     # H.264 with 4:2:0 chroma on a 96-px face: about 2.5/255; the other eye differs by more
     assert err < 4 / 255 and np.abs(left - both[:, 96:, :3]).mean() > 1.5 * err
+
+
+def test_eyes_above_what_the_photo_holds_store_no_larger_photo_and_say_so(tmp_path, capsys):
+    """data/identity.png holds about 217 px across its crop: eyes of 640 px keep a 512-px photo
+    (the renderer upsamples the rest) and print one note."""
+    out = tmp_path / "big"
+    assert render.main(["--out", str(out), "--eye-size", "640", *FAST]) == 0
+    notes = [x for x in capsys.readouterr().out.splitlines() if x.startswith("note:")]
+    assert len(notes) == 1 and "640 px" in notes[0]
+    seq = mpi_io.load(out / "mpi")
+    assert seq.photo_size == 512
+    assert decode(out / "mpitalk_LR.mp4").shape[1:] == (640, 1280, 3)
