@@ -98,6 +98,8 @@ vec4 plane_sample(vec2 uv, int layer) {
     vec2 inside = clamp(min(st + 1.0, size - st), 0.0, 1.0);
     vec2 u = (clamp(st, vec2(0.0), size - 1.0) + 0.5) / size;
     vec2 ab = texture(u_ab, vec3(u, float(layer))).rg;
+    float a = ab.r * inside.x * inside.y;
+    if (a <= 0.0) return vec4(0.0);                // transparent here: no colour to fetch
     vec3 colour = texture(u_color, u).rgb;
     vec2 q = u;
     if (u_has_flow != 0) q += texture(u_flow, vec3(u, float(u_group[layer]))).rg;
@@ -105,7 +107,6 @@ vec4 plane_sample(vec2 uv, int layer) {
                                                                                         : 0.0;
     float bv = ab.g * v;
     vec3 rgb = bv * texture(u_photo, q).rgb + (1.0 - bv) * colour;
-    float a = ab.r * inside.x * inside.y;
     return vec4(rgb * a, a);
 }
 #else
