@@ -15,10 +15,18 @@ pose, each rectangle is projected into the target and its bounding box marks the
 may touch, giving a small per-target-tile bit mask over planes. Target tiles are drawn as
 instanced quads carrying their mask; tiles that one plane reaches use a loop-free shader variant.
 
-The planes are uploaded as they come (RGBA8, straight alpha) into a texture array with a
-transparent one-texel border; the shader premultiplies each of the four bilinear taps before
-blending them, which is ``mpi.render``'s "premultiply, then interpolate" exactly, and saves the
-upload a pass over every texel (~30 ms instead of ~200 ms for 32 planes of 512x512 here).
+The planes live in one 2-D texture, the plane atlas (RGBA8, straight alpha): plane i in cell
+(i % cols, i // cols), each inside a transparent one-texel border; the shader premultiplies each
+of the four bilinear taps before blending them, which is ``mpi.render``'s "premultiply, then
+interpolate" exactly, and saves the upload a pass over every texel (a 2-D atlas rather than a
+texture array: one program reads both kinds of MPI's planes the same way). A dense MPI is
+uploaded as it comes (:meth:`GLRenderer.set_mpi`). A factored MPI (``mpi_io`` version 3:
+low-resolution fields and the full-resolution photo, :func:`mpitalk.mpi.materialize`) is
+uploaded as its small field textures and the photo (:meth:`GLRenderer.set_fields`), and the
+``FIELDS`` variant of ``shaders/mpi.frag`` evaluates each plane where it samples it
+(:func:`mpitalk.mpi.render_fields` is its JAX twin): no dense plane is built, on the CPU or the
+GPU. Measured (bench_gl.py, README): materializing the 32 planes at 512 px first, in a GPU pass,
+cost 0.7 s per real frame on this machine's llvmpipe, three times the stereo render itself.
 """
 
 from __future__ import annotations
@@ -92,6 +100,7 @@ def context() -> moderngl.Context:
 MAX_PLANES = 128  # planes per MPI: four 32-bit words of tile mask (shaders/mpi.frag)
 TILE = 16  # tile size in pixels, both for source occupancy and for the target tile mask
 _TILE_DTYPE = np.dtype([("tile", "<i4", 3), ("mask", "<u4", 4)])  # mpi.vert's instance data
+FIELD_TEXTURES = ("u_ab", "u_color", "u_flow", "u_photo")  # texture units 0..3 (FIELDS)
 _Z_MIN = 1e-6  # target z below which a projected corner counts as behind the camera
 
 # (view_from_frame (4,4), K_view (3,3)) of one rendered view; the frame's camera is the MPI's own
@@ -144,6 +153,40 @@ def _occupied_rects(rgba_u8: np.ndarray, tile: int) -> np.ndarray:
     return rects.astype(np.int64)
 
 
+def _field_rects(alpha_u8: np.ndarray, size: int, tile: int) -> np.ndarray:
+    """Rectangles (N,5) ``(plane, x0, y0, x1, y1)`` in pixels of a dense plane of ``size``
+    px covering everywhere the bilinearly upsampled ``alpha_u8`` (D,S,S) may be non-zero: the
+    S-px tiles (``tile`` texels) with any alpha > 0, as runs along tile rows, grown by one S
+    texel each side (the reach of the upsampling), scaled to ``size`` and rounded outwards."""
+    D, S, _ = alpha_u8.shape
+    th = -(-S // tile)
+    a = alpha_u8 if S == th * tile else np.pad(alpha_u8, ((0, 0), (0, th * tile - S),
+                                                          (0, th * tile - S)))
+    occ = a.reshape(D, th, tile, th, tile).max(axis=4).max(axis=2) > 0
+    edges = np.diff(np.pad(occ.astype(np.int8), ((0, 0), (0, 0), (1, 1))), axis=2)
+    d0, r0, c0 = np.nonzero(edges == 1)
+    _, _, c1 = np.nonzero(edges == -1)
+    scale = size / S
+    lo = np.floor((np.stack([c0, r0], 1) * tile - 1) * scale)
+    hi = np.ceil((np.stack([np.minimum(c1 * tile, S), np.minimum((r0 + 1) * tile, S)], 1) + 1)
+                 * scale)
+    rects = np.concatenate([d0[:, None], np.clip(lo, 0, size), np.clip(hi, 0, size)], 1)
+    return rects.astype(np.int64)
+
+
+def atlas_layout(num_planes: int, width: int, height: int, max_size: int) -> tuple[int, int]:
+    """(cols, rows) of a near-square plane atlas of bordered (width+2, height+2) cells that
+    fits ``max_size`` texels a side; ValueError when it cannot."""
+    cw, ch = width + 2, height + 2
+    cols = max(1, min(num_planes, int(np.ceil(np.sqrt(num_planes * ch / cw)))))
+    cols = min(cols, max_size // cw) if cw <= max_size else 0
+    rows = -(-num_planes // cols) if cols else 0
+    if not cols or rows * ch > max_size:
+        raise ValueError(f"{num_planes} planes of {width}x{height} do not fit this GL's "
+                         f"{max_size}-texel textures; render smaller")
+    return cols, rows
+
+
 def _tile_runs(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Instance data (mpi.vert) for the maximal runs of equal non-zero ``key`` (th,tw) along
     each tile row: first column, row, length, and the run's plane mask."""
@@ -174,10 +217,15 @@ class GLRenderer:
         self.size = (int(width), int(height))
         # two variants of one program: tiles that several planes reach walk them in a loop;
         # tiles that exactly one reaches (most of a face MPI's background) sample it directly
+        # and each for a dense MPI (planes in the atlas) and a factored one (FIELDS: planes
+        # evaluated from the fields and the photo)
+        common = {"MAX_PLANES": MAX_PLANES, "TILE": TILE}
         self.programs = {
-            "multi": program(self.ctx, "mpi.vert", "mpi.frag", MAX_PLANES=MAX_PLANES, TILE=TILE),
-            "single": program(self.ctx, "mpi.vert", "mpi.frag", MAX_PLANES=MAX_PLANES, TILE=TILE,
-                              SINGLE_PLANE=1),
+            "multi": program(self.ctx, "mpi.vert", "mpi.frag", **common),
+            "single": program(self.ctx, "mpi.vert", "mpi.frag", **common, SINGLE_PLANE=1),
+            "fields_multi": program(self.ctx, "mpi.vert", "mpi.frag", **common, FIELDS=1),
+            "fields_single": program(self.ctx, "mpi.vert", "mpi.frag", **common, FIELDS=1,
+                                     SINGLE_PLANE=1),
         }
         # per-instance data (one tile each: column, row, plane mask), grown on demand
         self._tiles = {k: self.ctx.buffer(reserve=_TILE_DTYPE.itemsize * 1024, dynamic=True)
@@ -187,10 +235,23 @@ class GLRenderer:
         self.sampler = self.ctx.sampler(repeat_x=False, repeat_y=False,
                                         filter=(moderngl.LINEAR, moderngl.LINEAR),
                                         border_color=(0.0, 0.0, 0.0, 0.0))
-        for prog in self.programs.values():
-            prog["u_planes"].value = 0
-        self.planes: moderngl.TextureArray | None = None
-        self._plane_shape = (0, 0, 0)
+        for name, prog in self.programs.items():
+            if name.startswith("fields"):
+                for unit, uniform in enumerate(FIELD_TEXTURES):
+                    prog[uniform].value = unit
+            else:
+                prog["u_planes"].value = 0
+        self.planes: moderngl.Texture | None = None  # the plane atlas
+        self._atlas_shape = (0, 0, 0)  # (D, H, W) the atlas holds
+        self._plane_shape = (0, 0, 0)  # (D, H, W) of the MPI set last (dense or factored)
+        self._cols = 1
+        self._max_texture = int(self.ctx.info["GL_MAX_TEXTURE_SIZE"])
+        self._mode: str | None = None  # "dense" (set_mpi) or "fields" (set_fields)
+        # a factored MPI's textures: the fields (kept while their shapes stay) and the photo
+        # (kept while the same photo array and size come back)
+        self._field_tex: dict[str, moderngl.Texture | moderngl.TextureArray] = {}
+        self._photo_tex: moderngl.Texture | None = None
+        self._photo_key: tuple | None = None
         self._fbos: dict[tuple[int, int, str], moderngl.Framebuffer] = {}
         self.depths = np.zeros(0)
         self.K_src = np.eye(3)
@@ -203,34 +264,165 @@ class GLRenderer:
         """Upload an MPI: ``rgba`` (D,H,W,4) straight alpha, back to front, float in [0,1] or
         uint8; ``depths`` (D,) metres; ``K_src`` (3,3); ``frame_from_mpi`` (4,4) the pose of
         the MPI's camera in the frame's (``mpi_io``; default the identity). Stored as RGBA8,
-        straight alpha."""
+        straight alpha, in the plane atlas."""
         rgba = np.asarray(rgba)
         D, H, W, C = rgba.shape
         if C != 4 or not 1 <= D <= MAX_PLANES:
             raise ValueError(f"rgba must be (D<={MAX_PLANES},H,W,4), got {rgba.shape}")
         straight = to_u8(rgba)  # premultiplied per bilinear tap in the shader
-        if self.planes is None or self._plane_shape != (D, H, W):
-            if self.planes is not None:
-                self.planes.release()
-            # a one-texel transparent border round each plane (see plane_sample in mpi.frag),
-            # zeroed once here; uploads write the interior only
-            self.planes = self.ctx.texture_array((W + 2, H + 2, D), 4, dtype="f1",
-                                                 data=bytes((W + 2) * (H + 2) * D * 4))
-            self._plane_shape = (D, H, W)
-        self.planes.write(np.ascontiguousarray(straight), viewport=(1, 1, 0, W, H, D))
+        self._atlas(D, H, W)
+        for i in range(D):
+            x, y = self._cell_origin(i)
+            self.planes.write(np.ascontiguousarray(straight[i]), viewport=(x + 1, y + 1, W, H))
+        self._mode = "dense"
+        self._set_geometry(depths, K_src, frame_from_mpi, _occupied_rects(straight, TILE))
+        self._set_corners()
+
+    def _atlas(self, D: int, H: int, W: int) -> None:
+        """(Re)allocate the plane atlas for D planes of H x W: a one-texel transparent border
+        round each plane (see plane_sample in mpi.frag), zeroed here; uploads and the fields
+        pass write the interiors only."""
+        self._plane_shape = (D, H, W)
+        if self.planes is not None and self._atlas_shape == (D, H, W):
+            return
+        self._release_atlas()
+        cols, rows = atlas_layout(D, W, H, self._max_texture)
+        size = (cols * (W + 2), rows * (H + 2))
+        self.planes = self.ctx.texture(size, 4, dtype="f1", data=bytes(size[0] * size[1] * 4))
+        self._atlas_shape, self._cols = (D, H, W), cols
+        for prog in (self.programs["multi"], self.programs["single"]):
+            prog["u_cols"].value = cols
+            prog["u_cell"].value = (W + 2, H + 2)
+
+    def _release_atlas(self) -> None:
+        if self.planes is not None:
+            self.planes.release()
+            self.planes = None
+
+    def _unbind(self, fbo: moderngl.Framebuffer) -> None:
+        # moderngl rebinds the current framebuffer after creating one: never leave it on a
+        # deleted one (a standalone context has no screen; framebuffer 0 is always valid)
+        if self.ctx.fbo is fbo:
+            (self.ctx.screen or self.ctx.detect_framebuffer(0)).use()
+
+    def _cell_origin(self, i: int) -> tuple[int, int]:
+        D, H, W = self._atlas_shape
+        return (i % self._cols) * (W + 2), (i // self._cols) * (H + 2)
+
+    def _set_geometry(self, depths, K_src, frame_from_mpi, rects: np.ndarray) -> None:
+        D = self._plane_shape[0]
         self.depths = np.asarray(depths, dtype=np.float64).reshape(D)
         self.K_src = np.asarray(K_src, dtype=np.float64).reshape(3, 3)
         self.frame_from_mpi = (np.eye(4) if frame_from_mpi is None
                                else np.asarray(frame_from_mpi, dtype=np.float64).reshape(4, 4))
-        self._rects = _occupied_rects(straight, TILE)
-        # source rectangle corners, grown by one texel (a bilinear tap reaches 0.5 texel out),
-        # as points on their planes in the source camera frame: (N,4,3)
+        self._rects = rects
+
+    def _set_corners(self) -> None:
+        """Source rectangle corners, grown by one texel (a bilinear tap reaches 0.5 texel out),
+        as points on their planes in the source camera frame: (N,4,3)."""
         p, x0, y0, x1, y1 = (self._rects[:, k].astype(np.float64) for k in range(5))
         xs = np.stack([x0 - 1, x1 + 1, x1 + 1, x0 - 1], axis=1)
         ys = np.stack([y0 - 1, y0 - 1, y1 + 1, y1 + 1], axis=1)
         pix = np.stack([xs, ys, np.ones_like(xs)], axis=-1)
         rays = pix @ np.linalg.inv(self.K_src).T
         self._corners = rays * self.depths[self._rects[:, 0]][:, None, None]
+
+    def set_fields(self, fields: dict, photo: np.ndarray, depths: np.ndarray,
+                   K_src: np.ndarray, size: int, frame_from_mpi: np.ndarray | None = None,
+                   plane_groups: np.ndarray | None = None) -> None:
+        """Upload a factored MPI whose planes are ``size`` px (the GL twin of
+        :func:`mpitalk.mpi.render_fields`; tests hold the two equal, and both close to
+        ``mpi.render(mpi.materialize(...))``); then render as after :meth:`set_mpi`.
+
+        fields: ``alpha``, ``blend`` (D,S,S), ``color`` (S,S,3), uint8 or float in [0,1];
+        ``flow`` (G,S,S,2) float (``mpi_io`` stores these). photo: (P,P,3) uint8 or float, the
+        sequence's photo (uploaded once while the same array and size come back; reduced with
+        :func:`mpitalk.mpi.fit_photo` when ``size < P``). K_src: (3,3) at S; the renderer's
+        ``K_src`` becomes K at ``size``. Nothing dense is built: the shader evaluates each
+        plane from the small field textures and the photo where it samples it, so an upload
+        costs the fields' few hundred kilobytes, not D planes of ``size``^2 texels.
+        """
+        alpha8, blend8, color8 = (to_u8(np.asarray(fields[k])) for k in ("alpha", "blend",
+                                                                           "color"))
+        flow = np.ascontiguousarray(np.asarray(fields["flow"], np.float32))
+        D, S, _ = alpha8.shape
+        G = flow.shape[0]
+        if not 1 <= D <= MAX_PLANES or blend8.shape != (D, S, S) or color8.shape != (S, S, 3) \
+                or flow.shape != (G, S, S, 2):
+            raise ValueError(f"fields must be alpha/blend (D<={MAX_PLANES},S,S), color (S,S,3), "
+                             f"flow (G,S,S,2); got {alpha8.shape}, {blend8.shape}, "
+                             f"{color8.shape}, {flow.shape}")
+        groups = np.zeros(MAX_PLANES, np.int32)
+        if plane_groups is not None:
+            groups[:D] = np.asarray(plane_groups, np.int32).reshape(D)
+        size = int(size)
+        # RGBA8, not RG8: llvmpipe filters four 8-bit channels on its fast path (measured:
+        # the stereo render took 1.3x as long with RG8); B and A are unused
+        ab = self._field_texture("ab", (S, S, D), 4, "f1", array=True)
+        zero = np.zeros_like(alpha8)
+        ab.write(np.ascontiguousarray(np.stack([alpha8, blend8, zero, zero], -1)))
+        col = self._field_texture("color", (S, S), 4, "f1")
+        col.write(np.ascontiguousarray(np.concatenate(
+            [color8, np.full((S, S, 1), 255, np.uint8)], -1)))
+        has_flow = bool(np.any(flow))
+        fl = self._field_texture("flow", (S, S, G), 2, "f4", array=True)
+        if has_flow:
+            fl.write(flow)
+        self._upload_photo(photo, size)
+        for kind in ("fields_multi", "fields_single"):
+            prog = self.programs[kind]
+            if "u_group" in prog:  # unused uniforms are optimized away
+                prog["u_group"].write(groups.tobytes())
+            if "u_has_flow" in prog:
+                prog["u_has_flow"].value = int(has_flow)
+        self._mode = "fields"
+        self._plane_shape = (D, size, size)
+        K = np.asarray(K_src, np.float64).reshape(3, 3).copy()
+        K[:2] *= size / S
+        # each plane's rectangles where the upsampled alpha may be non-zero (the tile mask)
+        self._set_geometry(depths, K, frame_from_mpi,
+                           _field_rects(alpha8, size, max(1, (TILE * S) // size)))
+        self._set_corners()
+
+    def _field_texture(self, name: str, shape: tuple, components: int, dtype: str,
+                       array: bool = False):
+        """A field texture of that shape, bilinear and clamped to its edge (the upsampling of
+        ``mpi.materialize``), reused while the shape stays."""
+        tex = self._field_tex.get(name)
+        key = (shape, components, dtype)
+        if tex is None or getattr(tex, "_mpitalk_key", None) != key:
+            if tex is not None:
+                tex.release()
+            make = self.ctx.texture_array if array else self.ctx.texture
+            tex = make(shape, components, dtype=dtype)
+            tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            tex.repeat_x = tex.repeat_y = False  # CLAMP_TO_EDGE
+            tex._mpitalk_key = key
+            self._field_tex[name] = tex
+        return tex
+
+    def _upload_photo(self, photo: np.ndarray, size: int) -> None:
+        """The photo texture (RGBA8, bilinear, edge-clamped) for dense planes of ``size``; kept
+        while the same photo array and size come back (a sequence has one photo)."""
+        key = (id(photo), photo.shape, size)
+        if self._photo_tex is not None and self._photo_key == key:
+            return
+        img = np.asarray(photo)
+        if img.shape[0] > size:
+            from mpitalk import mpi  # JAX: only for a photo larger than the output
+
+            src = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
+            img = np.asarray(mpi.fit_photo(src, size))
+        img8 = to_u8(img)
+        P = img8.shape[0]
+        if self._photo_tex is not None:
+            self._photo_tex.release()
+        self._photo_tex = self.ctx.texture((P, P), 4, np.ascontiguousarray(np.concatenate(
+            [img8, np.full((P, P, 1), 255, np.uint8)], -1)), dtype="f1")
+        self._photo_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self._photo_tex.repeat_x = self._photo_tex.repeat_y = False
+        self._photo_key = key
+        self._photo_ref = photo  # keeps id(photo) from being reused while cached
 
     # ---- per pose ------------------------------------------------------------------------
 
@@ -336,8 +528,9 @@ class GLRenderer:
         (``"tb"``, first on top, i.e. first in memory) into one framebuffer and return it.
         ``size``: (w, h) of each view, default the renderer's. No readback: the viewer shows
         the framebuffer's texture directly."""
-        if self.planes is None:
-            raise RuntimeError("GLRenderer.set_mpi must be called before rendering")
+        if self._mode is None:
+            raise RuntimeError("GLRenderer.set_mpi or set_fields must be called before "
+                               "rendering")
         if layout not in ("sbs", "tb"):
             raise ValueError(f"layout must be 'sbs' or 'tb', got {layout!r}")
         w, h = self.size if size is None else (int(size[0]), int(size[1]))
@@ -348,14 +541,21 @@ class GLRenderer:
         fbo.clear()  # tiles that no plane reaches are not drawn: transparent black
         # our own state: the context may be shared (rig renders, the viewer's text overlay)
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
-        self.planes.use(0)
-        self.sampler.use(0)
+        fields = self._mode == "fields"
+        if fields:  # the textures' own bilinear, edge-clamped filtering is the upsampling
+            for unit, name in enumerate(("ab", "color", "flow")):
+                self._field_tex[name].use(unit)
+            self._photo_tex.use(3)
+        else:
+            self.planes.use(0)
+            self.sampler.use(0)
         self._set_uniform("u_fb", [fbo.width, fbo.height])
         self._set_uniform("u_view", [w, h])
         for k, (pose, K_tgt) in enumerate(views):
             self._set_uniform("u_origin", [w * k, 0] if layout == "sbs" else [0, h * k])
             tgt_from_src = np.asarray(pose, np.float64) @ self.frame_from_mpi
             for kind, inst in self._set_pose(tgt_from_src, K_tgt, (w, h)).items():
+                kind = f"fields_{kind}" if fields else kind
                 if len(inst) == 0:
                     continue
                 if inst.nbytes > self._tiles[kind].size:
@@ -364,7 +564,8 @@ class GLRenderer:
                 self._tiles[kind].write(inst.tobytes())
                 self._vaos[kind].render(moderngl.TRIANGLE_STRIP, vertices=4,
                                         instances=len(inst))
-        self.sampler.clear(0)
+        if not fields:
+            self.sampler.clear(0)
         return fbo
 
     def render_views(self, views: Sequence[View], layout: str = "sbs",
@@ -403,16 +604,17 @@ class GLRenderer:
 
     def release(self) -> None:
         """Free the GL objects (the context itself is not released)."""
-        if any(self.ctx.fbo is fbo for fbo in self._fbos.values()):
-            # moderngl rebinds the current framebuffer after creating one: never leave it on a
-            # deleted one (a standalone context has no screen; framebuffer 0 is always valid)
-            (self.ctx.screen or self.ctx.detect_framebuffer(0)).use()
+        for fbo in self._fbos.values():
+            self._unbind(fbo)
+        self._release_atlas()
         textures = [att for fbo in self._fbos.values() for att in fbo.color_attachments]
-        for obj in (self.planes, *self._fbos.values(), *textures, *self._vaos.values(),
-                    *self._tiles.values(), *self.programs.values(), self.sampler):
+        for obj in (*self._fbos.values(), *textures, *self._vaos.values(),
+                    *self._tiles.values(), *self.programs.values(), self.sampler,
+                    *self._field_tex.values(), self._photo_tex):
             if obj is not None:
                 obj.release()
-        self.planes, self._fbos, self._vaos, self._tiles = None, {}, {}, {}
+        self._fbos, self._vaos, self._tiles, self._field_tex = {}, {}, {}, {}
+        self._photo_tex, self._photo_key, self._mode = None, None, None
 
 
 def to_u8(rgba: np.ndarray) -> np.ndarray:
