@@ -68,7 +68,7 @@ def _frames():
         flow = np.zeros((2, S, S, 2), np.float32)
         flow[1, ..., 0] = 0.02 * np.sin(2 * np.pi * yy + t)
         flow[1, ..., 1] = 0.01 * np.cos(2 * np.pi * xx)
-        yield {"alpha": alpha, "blend": blend, "color": color, "flow": flow}, poses[t]
+        yield {"alpha": alpha, "blend": blend, "color": color, "flow": flow}, poses[t % 4]
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +338,16 @@ def test_damaged_bundle_shows_the_error(chrome, site, tmp_path):
         finally:
             srv.shutdown()
             srv.server_close()
+
+
+def test_render_cli_web_flag(mpi_dir, tmp_path):
+    """python -m mpitalk.render --mpi DIR --web writes OUT/web/, a folder holding the bundle."""
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "mpitalk.render", "--mpi", str(mpi_dir), "--web",
+                        "--out", str(out), "--novel-view", "none", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in (out / "web").iterdir()} == {"index.html", "js", "glsl",
+                                                         "scene.json", "photo.jpg", "fields.mp4"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["web"]["frames"] == T and "web" in report["outputs"]

@@ -13,6 +13,8 @@
 //                                the frame's camera) with intrinsics K (3x3 pixels; default: the
 //                                capture camera's scaled to `size`), into a size x size image
 //                                (default: the canvas's side); rows from the top, RGBA8
+//   .timeStereo(n = 10, size = 1024) -> Promise<ms>   mean time of n playback frames at two
+//                                size x size eyes (benchmark: bench/bench_web.py)
 //   .scene                       scene.json
 //   .error                       the error message shown, or null
 import { asMat3, asMat4, identity4, mul4, orbitPose, translation } from './linalg.js';
@@ -239,6 +241,35 @@ async function main() {
     for (let y = 0; y < side; y++)
       out.data.set(px.subarray((side - 1 - y) * side * 4, (side - y) * side * 4), y * side * 4);
     return out;
+  };
+
+  // Benchmark hook: `n` frames of playback work at two eyes of size x size (the atlas uploaded
+  // from the video, both eyes drawn into an offscreen framebuffer, one pixel read back to wait
+  // for the GPU); resolves to the mean milliseconds per frame.
+  api.timeStereo = async (n = 10, size = 1024) => {
+    await seek(0);
+    const fb = gl.createFramebuffer(), rb = gl.createRenderbuffer();
+    gl.bindRenderbuffer(gl.RENDERBUFFER, rb);
+    gl.renderbufferStorage(gl.RENDERBUFFER, gl.RGBA8, 2 * size, size);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+    gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.RENDERBUFFER, rb);
+    const K = renderer.defaultK(size);
+    const eyes = [IPD_M / 2, -IPD_M / 2].map((tx, i) => ({
+      viewFromFrame: translation(tx, 0, 0), K, viewport: [i * size, 0, size, size] }));
+    const px = new Uint8Array(4);
+    const frame = () => {
+      renderer.upload(video, renderer.frame);
+      renderer.draw(eyes);
+      gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    };
+    frame();  // warm-up: shader compilation, texture allocation
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) frame();
+    const ms = (performance.now() - t0) / n;
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.deleteFramebuffer(fb);
+    gl.deleteRenderbuffer(rb);
+    return ms;
   };
 
   // -- first frame, without a gesture ----------------------------------------------------------

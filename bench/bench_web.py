@@ -1,0 +1,168 @@
+"""The web bundle: size per second of video, build time, codec loss, and the page's speed.
+
+For a factored MPI sequence (``--mpi DIR``; default: the default job's, made with
+``python -m mpitalk.render --web`` into ``~/.cache/mpitalk/bench_web/job`` and reused):
+  - bundle: the fixed part (page + script + shader + photo + scene.json) and the atlas video's
+    bytes per second of video, at the default settings (``--crf`` to try others); targets
+    <= 1.5 MB fixed, <= 2 MB per second;
+  - build time of ``mpitalk.web.build`` (the bundle from the MPI folder);
+  - codec loss: PSNR of the decoded fields and photo against the sequence's own;
+  - the page vs the JAX reference render of the decoded bundle (PSNR) at a few frames and poses;
+  - the page's frames per second in headless Chromium: playback work (the atlas uploaded from
+    the video, two 1024x1024 eyes drawn, synchronised) — WebGL2 on SwiftShader, i.e. a CPU
+    figure on this machine; a headset's GPU is another matter.
+
+Run: ``python bench/bench_web.py [--mpi DIR] [--crf N] [--frames N]`` (prints a table, writes
+bench/results_web.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mpitalk import browser, camera, mpi, web
+
+CACHE = Path.home() / ".cache" / "mpitalk" / "bench_web"
+RESULTS = Path(__file__).resolve().parent / "results_web.json"
+
+
+def default_job_mpi(reuse: bool = True) -> tuple[Path, dict | None]:
+    """The default job's MPI folder (run once with --web, then reused) and its report."""
+    out = CACHE / "job"
+    if not (reuse and (out / "report.json").is_file()):
+        subprocess.run([sys.executable, "-m", "mpitalk.render", "--web", "--out", str(out),
+                        "--quiet"], check=True)
+    return out / "mpi", json.loads((out / "report.json").read_text())
+
+
+def page_checks(site: Path, size: int, n_frames: int) -> dict:
+    """Open the bundle in headless Chromium: PSNR of renderAt vs the JAX reference for a few
+    frames and poses, and the stereo playback time at 2 x 1024 x 1024."""
+    bundle = web.load_bundle(site)
+    T = bundle.scene["num_frames"]
+    frames = sorted({0, T // 2, T - 1})
+    decoded = {t: f for t, f in enumerate(bundle.frames()) if t in frames}
+    S, P = bundle.scene["size"], bundle.photo.shape[0]
+    pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
+    left, right = camera.stereo_eyes(camera.DEFAULT_IPD_M)
+    poses = {"identity": np.eye(4, dtype=np.float32), "left": left, "right": right,
+             "yaw+10": camera.orbit_pose(np.float32(np.radians(10)), np.float32(0), pivot),
+             "yaw-10": camera.orbit_pose(np.float32(np.radians(-10)), np.float32(0), pivot)}
+    import jax
+
+    ref_render = jax.jit(lambda dense, pose: mpi.render(
+        dense, bundle.depths, camera.scale_intrinsics(bundle.K, P / S), pose,
+        camera.scale_intrinsics(bundle.K, size / S), (size, size)).rgb)
+    server = web.make_server(site, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out: dict = {"psnr_db": {}}
+    try:
+        with browser.Browser() as b:
+            page = b.new_page(web.url_of(server, f"?ui=0&size={size}"))
+            for _ in range(400):
+                if page.evaluate("typeof window.mpitalk === 'object'"):
+                    break
+                time.sleep(0.05)
+            ready = page.evaluate("window.mpitalk.ready.then(() => 'ok', e => e.message)")
+            if ready != "ok":
+                raise RuntimeError(f"the page did not load: {ready}")
+            for t in frames:
+                dense = mpi.materialize(decoded[t], bundle.photo, P, bundle.plane_groups)
+                for name, pose in poses.items():
+                    js_pose = json.dumps(np.asarray(pose, np.float64).tolist())
+                    b64 = page.evaluate(
+                        f"window.mpitalk.renderAt({t}, {js_pose}, null, {size}).then(im => {{"
+                        "let s = ''; for (let i = 0; i < im.data.length; i += 8192) "
+                        "s += String.fromCharCode.apply(null, im.data.subarray(i, i + 8192)); "
+                        "return btoa(s); })")
+                    import base64
+
+                    got = np.frombuffer(base64.b64decode(b64), np.uint8).reshape(size, size, 4)
+                    ref = np.asarray(ref_render(dense, pose @ bundle.poses[t]))
+                    mse = float(np.mean((got[..., :3] / 255.0 - ref) ** 2))
+                    out["psnr_db"][f"frame {t} {name}"] = 10 * math.log10(1 / max(mse, 1e-12))
+            ms = page.evaluate(f"window.mpitalk.timeStereo({n_frames}, 1024)", timeout=600)
+            out["stereo_2x1024_ms"] = ms
+            out["stereo_2x1024_fps"] = 1000.0 / ms
+            out["console_errors"] = page.console_errors()
+            out["renderer"] = page.evaluate(
+                "(() => { const g = document.createElement('canvas').getContext('webgl2'); "
+                "const e = g.getExtension('WEBGL_debug_renderer_info'); "
+                "return e ? g.getParameter(e.UNMASKED_RENDERER_WEBGL) : 'unknown'; })()")
+    finally:
+        server.shutdown()
+        server.server_close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mpi", help="factored MPI sequence (default: the default job's)")
+    ap.add_argument("--crf", type=int, default=web.DEFAULT_CRF)
+    ap.add_argument("--frames", type=int, default=5, help="timed playback frames in the page")
+    ap.add_argument("--size", type=int, default=256, help="side of the PSNR renders")
+    ap.add_argument("--fresh", action="store_true", help="re-run the default job")
+    args = ap.parse_args(argv)
+    report = None
+    mpi_dir = Path(args.mpi) if args.mpi else None
+    if mpi_dir is None:
+        mpi_dir, report = default_job_mpi(reuse=not args.fresh)
+    with tempfile.TemporaryDirectory() as tmp:
+        site = Path(tmp) / "site"
+        summary = web.build(mpi_dir, site, crf=args.crf)
+        loss = web.codec_loss(site, mpi_dir)
+        page = (page_checks(site, args.size, args.frames) if browser.chromium_path()
+                else {"skipped": "no Chromium"})
+    results = {
+        "mpi": str(mpi_dir), "crf": args.crf, "bundle": summary, "codec_loss": loss,
+        "page": page,
+        "default_job_web_build": (report or {}).get("web"),
+        "targets": {"fixed_bytes_max": 1.5e6, "video_bytes_per_s_max": 2e6},
+        "note": "page fps: headless Chromium, WebGL2 on SwiftShader (a CPU rasteriser) on this "
+                "machine: a CPU figure, not a headset's",
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "loadavg": os.getloadavg()},
+        "run_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    s = summary
+    rows = [
+        ("frames / seconds of video", f"{s['frames']} / {s['seconds']:.2f} s at {s['fps']:g} fps"),
+        ("atlas", f"{s['atlas'][0]}x{s['atlas'][1]}, crf {args.crf}"),
+        ("fixed part (page + photo + scene)",
+         f"{s['fixed_bytes'] / 1e6:.3f} MB (page {s['page_bytes'] / 1e3:.0f} kB, photo "
+         f"{s['photo_bytes'] / 1e3:.0f} kB, scene {s['scene_bytes'] / 1e3:.0f} kB); target 1.5"),
+        ("video per second", f"{s['video_bytes_per_s'] / 1e6:.3f} MB/s; target 2"),
+        ("build time", f"{s['build_s']:.1f} s"),
+        ("codec loss alpha / blend / color / photo",
+         " / ".join(f"{loss[k]:.1f}" for k in ("alpha", "blend", "color", "photo")) + " dB"),
+        ("codec loss flow", f"{loss['flow_rms_px']:.3f} px RMS"),
+    ]
+    if "psnr_db" in page:
+        v = page["psnr_db"].values()
+        rows += [("page vs JAX reference", f"min {min(v):.1f} dB, mean {np.mean(list(v)):.1f} dB "
+                                           f"over {len(v)} renders"),
+                 ("page playback 2x1024x1024",
+                  f"{page['stereo_2x1024_ms']:.0f} ms = {page['stereo_2x1024_fps']:.2f} fps "
+                  f"({page['renderer']}; CPU figure)"),
+                 ("page console errors", str(len(page["console_errors"])))]
+    for k, v in rows:
+        print(f"{k:<42} {v}")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
