@@ -163,12 +163,34 @@ def _open_factored(mpi_dir: Path):
     return seq
 
 
-def _flow_range(seq) -> float:
-    """The largest |flow| over the sequence (0: no flow stored), rounded up to a power of two
-    over 1024 so that small changes of the sequence keep the same quantisation."""
-    peak = max(float(np.max(np.abs(seq.fields_raw(t)["flow"].astype(np.float32)),
-                            initial=0.0)) for t in range(len(seq)))
-    return 0.0 if peak == 0.0 else 2.0 ** math.ceil(math.log2(peak * 1024)) / 1024
+def _scan(seq) -> tuple[float, np.ndarray]:
+    """One pass over the stored fields: the flow range and each plane's footprint.
+
+    flow range: the largest |flow| over the sequence (0: no flow stored), rounded up to a power
+    of two over 1024, so that small changes of the sequence keep the same quantisation.
+    footprint: (D,4) the box (x0, y0, x1, y1, fractions of the side) outside which plane i's
+    upsampled alpha is zero in every frame: texels with alpha > 0, widened by the bilinear
+    reach (one texel) plus one texel for the codec's spread; the page skips a plane outside it
+    (most of a face MPI), which is where its time goes. The back plane spans everything.
+    """
+    peak = 0.0
+    occupied = None
+    for t in range(len(seq)):
+        raw = seq.fields_raw(t)
+        peak = max(peak, float(np.max(np.abs(raw["flow"].astype(np.float32)), initial=0.0)))
+        occ = raw["alpha"] > 0
+        occupied = occ if occupied is None else occupied | occ
+    flow_range = 0.0 if peak == 0.0 else 2.0 ** math.ceil(math.log2(peak * 1024)) / 1024
+    D, S = occupied.shape[:2]
+    boxes = np.tile(np.array([2.0, 2.0, -1.0, -1.0]), (D, 1))  # empty: never hit
+    for i in range(D):
+        rows, cols = np.nonzero(occupied[i])
+        if i == 0 or rows.size == 0:
+            continue
+        boxes[i] = [(cols.min() - 1.5) / S, (rows.min() - 1.5) / S, (cols.max() + 2.5) / S,
+                    (rows.max() + 2.5) / S]
+    boxes[0] = [0.0, 0.0, 1.0, 1.0]
+    return flow_range, np.clip(boxes, 0.0, 1.0)  # an empty plane: (1, 1, 0, 0), never inside
 
 
 def _copy_page(dest: Path) -> int:
@@ -207,7 +229,7 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
     if not 0 <= crf <= 51:
         raise UserError(f"crf must be in 0..51, got {crf}")
     T, D, S = len(seq), int(seq.num_planes), int(seq.height)
-    flow_range = _flow_range(seq)
+    flow_range, footprints = _scan(seq)
     G = int(seq.fields(0)["flow"].shape[0]) if flow_range > 0 else 0
     if S % 2:
         raise UserError(f"{mpi_dir}: fields of {S} px; H.264 4:2:0 needs an even size")
@@ -260,6 +282,7 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
             "depths": np.asarray(seq.depths, np.float64).tolist(),
             "plane_order": "back_to_front", "alpha": "straight", "color_space": "srgb",
             "plane_groups": groups.tolist(), "flow_range": flow_range,
+            "plane_footprints": np.round(footprints, 6).tolist(),
             "photo": "photo.jpg", "photo_size": int(photo.shape[0]),
             "video": "fields.mp4", "audio": audio is not None, "atlas": atlas.to_json(),
             "frame_from_mpi": poses,

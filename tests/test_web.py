@@ -116,6 +116,8 @@ def _open(chrome, url: str) -> browser.Page:
         import time
 
         time.sleep(0.05)
+    else:
+        raise AssertionError(f"the page's script did not start: {page.console_errors()}")
     page.ready = page.evaluate("window.mpitalk.ready.then(() => 'ok', (e) => 'error: ' + "
                                "e.message)")
     return page

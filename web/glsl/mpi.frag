@@ -15,17 +15,15 @@
 precision highp float;
 precision highp int;
 
-uniform sampler2D u_atlas;     // the frame's fields, one grey tile each (see mpitalk/web.py)
+// The frame's fields, repacked from the atlas video by glsl/unpack.frag (S x S texels, sampled
+// with LINEAR + CLAMP_TO_EDGE: bilinear, texel centres at +0.5, edge-clamped = materialize's
+// upsampling): layer i = (alpha_i, blend_i, flow x, flow y of plane i's group), colour = rgb.
+uniform highp sampler2DArray u_fields;
+uniform sampler2D u_color;
 uniform sampler2D u_photo;     // (P,P) sRGB
-uniform vec2 u_atlas_size;     // atlas width, height in pixels
-uniform float u_tile;          // S: tile side in pixels
-uniform int u_cols;            // tiles per atlas row
-uniform ivec4 u_first;         // first tile of alpha, blend, colour, flow
 uniform float u_flow_range;    // a stored v in [0,1] means the offset (2 v - 1) flow_range
 uniform float u_depths[NUM_PLANES];  // back to front, metres
-#if FLOW_GROUPS > 0
-uniform int u_groups[NUM_PLANES];    // plane i uses flow group u_groups[i]
-#endif
+uniform vec4 u_footprint[NUM_PLANES];  // x0, y0, x1, y1 (uv): plane i's alpha is 0 outside
 uniform vec4 u_Kn;             // the MPI's intrinsics over S: fx/S, fy/S, cx/S, cy/S
 uniform float u_back_clamp;    // the back plane's uv is clamped to [u_back_clamp, 1 - it]
 uniform vec3 u_origin;         // the view's centre in the MPI's camera
@@ -34,14 +32,6 @@ uniform mat3 u_ray;            // ray direction in the MPI's camera = u_ray * (x
 uniform vec4 u_viewport;       // x, y (from the bottom), w, h of this view in the framebuffer
 
 out vec4 frag;
-
-// One field's tile sampled at uv: coordinates clamped to the tile's texel centres (so no tap
-// reads a neighbouring tile: edge-clamped bilinear). The browser has turned luma into grey RGB.
-float field(int tile, vec2 uv) {
-  vec2 corner = vec2(float(tile % u_cols), float(tile / u_cols)) * u_tile;
-  vec2 px = corner + clamp(uv * u_tile, vec2(0.5), vec2(u_tile - 0.5));
-  return texture(u_atlas, px / u_atlas_size).g;
-}
 
 void main() {
   // pixel coordinates in the view, rows from the top, centres at +0.5 (OpenCV convention)
@@ -57,18 +47,17 @@ void main() {
     vec2 uv = vec2(u_Kn.x * X.x / d + u_Kn.z, u_Kn.y * X.y / d + u_Kn.w);
     if (i == 0) {
       uv = clamp(uv, vec2(u_back_clamp), vec2(1.0 - u_back_clamp));
-    } else if (any(lessThan(uv, vec2(0.0))) || any(greaterThan(uv, vec2(1.0)))) {
-      continue;
+    } else if (any(lessThan(uv, u_footprint[i].xy)) || any(greaterThan(uv, u_footprint[i].zw))) {
+      continue;  // outside the plane, or where its alpha is zero in every frame
     }
-    float a = field(u_first.x + i, uv);
-    if (a < 1.0 / 1024.0) continue;  // most of a face MPI: skip the other fields
-    float b = field(u_first.y + i, uv);
-    vec3 c = vec3(field(u_first.z, uv), field(u_first.z + 1, uv), field(u_first.z + 2, uv));
+    vec4 f = texture(u_fields, vec3(uv, float(i)));
+    float a = f.r;
+    if (a < 1.0 / 1024.0) continue;  // most of a face MPI: nothing more to fetch
+    float b = f.g;
+    vec3 c = texture(u_color, uv).rgb;
     vec2 q = uv;
 #if FLOW_GROUPS > 0
-    int g = 2 * u_groups[i];
-    q += (vec2(field(u_first.w + g, uv), field(u_first.w + g + 1, uv)) * 2.0 - 1.0)
-         * u_flow_range;
+    q += (f.ba * 2.0 - 1.0) * u_flow_range;
 #endif
     float v = (all(greaterThanEqual(q, vec2(0.0))) && all(lessThanEqual(q, vec2(1.0)))) ? 1.0 : 0.0;
     vec3 p = texture(u_photo, q).rgb;  // CLAMP_TO_EDGE + LINEAR: bilinear, edge-clamped

@@ -69,7 +69,8 @@ function checkScene(s) {
   if (s.format !== 'mpitalk-web') bad('not an mpitalk web bundle');
   if (s.version !== 1) bad(`bundle version ${s.version}; this page reads version 1`);
   const D = s.num_planes, T = s.num_frames;
-  if (!(D > 0) || s.depths?.length !== D || s.plane_groups?.length !== D) bad('plane layout');
+  if (!(D > 0) || s.depths?.length !== D || s.plane_groups?.length !== D ||
+      s.plane_footprints?.length !== D) bad('plane layout');
   if (!(T > 0) || s.frame_from_mpi?.length !== T) bad('frame poses');
   if (!(s.fps > 0) || !s.atlas || !(s.atlas.tile > 0)) bad('fps or atlas');
   asMat3(s.K);
@@ -101,9 +102,9 @@ async function main() {
   const scene = await fetchOk('scene.json', 'json');
   checkScene(scene);
   api.scene = scene;
-  const [vert, frag, photoBlob] = await Promise.all([
+  const [vert, frag, unpack, photoBlob] = await Promise.all([
     fetchOk('glsl/mpi.vert', 'text'), fetchOk('glsl/mpi.frag', 'text'),
-    fetchOk(scene.photo, 'blob')]);
+    fetchOk('glsl/unpack.frag', 'text'), fetchOk(scene.photo, 'blob')]);
   let photo;
   try {
     photo = await createImageBitmap(photoBlob, { colorSpaceConversion: 'none',
@@ -117,7 +118,7 @@ async function main() {
   const gl = canvas.getContext('webgl2', { alpha: false, antialias: false,
                                            preserveDrawingBuffer: true, xrCompatible: true });
   if (!gl) throw new Error('this browser has no WebGL2');
-  const renderer = new MPIRenderer(gl, scene, photo, { vert, frag });
+  const renderer = new MPIRenderer(gl, scene, photo, { vert, frag, unpack });
   const T = scene.num_frames;
   const clampFrame = (f) => Math.min(T - 1, Math.max(0, Math.round(f)));
 
