@@ -126,7 +126,8 @@ class Browser:
         # a preexec_fn: that would fork a process full of JAX threads (a deadlock risk)
         shell = f'exec "$@" 3<&{to_child_r} 4>&{from_child_w}'
         self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(["/bin/sh", "-c", shell, "sh", *args],
+        bash = shutil.which("bash") or "/bin/bash"  # dash cannot redirect descriptors above 9
+        self.proc = subprocess.Popen([bash, "-c", shell, "bash", *args],
                                      pass_fds=(to_child_r, from_child_w),
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=self._log)
@@ -184,7 +185,8 @@ class Browser:
         try:
             os.write(self._to_child, json.dumps(msg).encode() + b"\0")
         except OSError as exc:
-            raise CDPError(f"{method}: the browser has gone ({exc})") from exc
+            raise CDPError(f"{method}: the browser has gone ({exc}); its log ends: "
+                           f"{self.log_tail()}") from exc
         with self._cond:
             ok = self._cond.wait_for(lambda: mid in self._replies or self._closed, timeout)
             if mid not in self._replies:
@@ -194,6 +196,11 @@ class Browser:
         if "error" in reply:
             raise CDPError(f"{method}: {reply['error'].get('message')}")
         return reply.get("result", {})
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines Chromium wrote to stdout/stderr (for error messages)."""
+        self._log.seek(0)
+        return " | ".join(self._log.read().decode(errors="replace").splitlines()[-lines:])
 
     # -- pages ---------------------------------------------------------------------------------
     def new_page(self, url: str | None = None) -> Page:

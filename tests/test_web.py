@@ -353,3 +353,138 @@ def test_render_cli_web_flag(mpi_dir, tmp_path):
                                                          "scene.json", "photo.jpg", "fields.mp4"}
     report = json.loads((out / "report.json").read_text())
     assert report["web"]["frames"] == T and "web" in report["outputs"]
+
+
+def _canvas_pixels(page) -> np.ndarray:
+    """The page's canvas (H,W,3) float, read back through a PNG data URL (lossless)."""
+    import io
+
+    from PIL import Image
+
+    url = page.evaluate("document.getElementById('view').toDataURL('image/png')")
+    png = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32) / 255
+
+
+@needs_chromium
+def test_frame_parameter_shows_that_frame_from_its_camera(chrome, server):
+    """?frame=2&ui=0 draws frame 2 from the frame's own camera (no gesture), on a square canvas."""
+    p = _open(chrome, web.url_of(server, f"?frame=2&ui=0&size={SIZE}"))
+    try:
+        assert p.ready == "ok", p.ready
+        shown = _canvas_pixels(p)
+        assert shown.shape == (SIZE, SIZE, 3)
+        assert _psnr(shown, _render_at(p, 2, np.eye(4))) > 50
+        assert _psnr(shown, _render_at(p, 1, np.eye(4))) < 35  # and not another frame
+    finally:
+        p.close()
+
+
+# A stand-in for a headset's WebXR runtime: an immersive session whose viewer stands at a given
+# pose in the 'local' space, with two eyes IPD apart and a symmetric frustum matching the
+# capture camera at SIZE px per eye; it delivers `frames` animation frames, then stops.
+_FAKE_XR = """
+(() => {
+  const cm = (rowMajor) => { const o = new Float32Array(16);
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) o[4 * j + i] = rowMajor[4 * i + j];
+    return o; };
+  const cfg = window.__xr = { viewer: null, ipd: %(ipd)s, size: %(size)s, fx: %(fx)s,
+                              frames: 2, done: null };
+  let resolveDone; cfg.done = new Promise((r) => { resolveDone = r; });
+  class XRWebGLLayer {
+    constructor(session, gl) { this.framebuffer = null; }
+    getViewport(view) { return { x: view.eye === 'left' ? 0 : cfg.size, y: 0,
+                                 width: cfg.size, height: cfg.size }; }
+  }
+  window.XRWebGLLayer = XRWebGLLayer;
+  WebGL2RenderingContext.prototype.makeXRCompatible = async function () {};
+  const mul = (a, b) => { const o = new Array(16).fill(0);
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) for (let k = 0; k < 4; k++)
+      o[4 * i + j] += a[4 * i + k] * b[4 * k + j]; return o; };
+  const session = {
+    renderState: {}, listeners: {},
+    updateRenderState(s) { Object.assign(this.renderState, s); },
+    async requestReferenceSpace(kind) { return { kind }; },
+    addEventListener(name, f) { this.listeners[name] = f; },
+    requestAnimationFrame(cb) {
+      if (cfg.frames-- <= 0) { resolveDone(); return 0; }
+      setTimeout(() => cb(performance.now(), frame), 0); return 1; },
+  };
+  const n = 0.1, f = 10, s = cfg.size, P = [2 * cfg.fx / s, 0, 0, 0, 0, 2 * cfg.fx / s, 0, 0,
+    0, 0, -(f + n) / (f - n), -2 * f * n / (f - n), 0, 0, -1, 0];  // row-major, centred
+  const frame = { getViewerPose() {
+    const V = cfg.viewer;
+    return { transform: { matrix: cm(V) },
+             views: [['left', -1], ['right', 1]].map(([eye, sgn]) => ({ eye,
+               transform: { matrix: cm(mul(V, [1, 0, 0, sgn * cfg.ipd / 2, 0, 1, 0, 0,
+                                               0, 0, 1, 0, 0, 0, 0, 1])) },
+               projectionMatrix: cm(P) })) }; } };
+  Object.defineProperty(navigator, 'xr', { value: {
+    isSessionSupported: async (mode) => mode === 'immersive-vr',
+    requestSession: async (mode) => session } });
+})();
+"""
+
+
+@needs_chromium
+def test_vr_session_renders_each_eye_from_its_pose(chrome, server):
+    """Enter VR with a stand-in WebXR runtime: each eye's viewport shows the frame from that eye
+    (the head 0.6 m ahead, as captured), wherever the viewer stood and faced when the session
+    started (the scene is placed at the viewer's levelled pose)."""
+    script = _FAKE_XR % {"ipd": IPD_M, "size": SIZE, "fx": 1.5 * SIZE}
+    left, right = camera.stereo_eyes(IPD_M)
+    for viewer in (np.eye(4),  # at the origin, facing -z
+                   camera.make_pose(camera.rot_y(np.float32(0.5)),  # turned and moved
+                                    np.array([0.3, 1.6, -0.2], np.float32))):
+        page = chrome.new_page()
+        page.send("Page.addScriptToEvaluateOnNewDocument", {"source": script})
+        page.navigate(web.url_of(server, ""))
+        for _ in range(200):
+            if page.evaluate("typeof window.mpitalk === 'object'"):
+                break
+            import time
+
+            time.sleep(0.05)
+        assert page.evaluate("window.mpitalk.ready.then(() => 'ok', e => e.message)") == "ok"
+        assert page.evaluate("!document.getElementById('vr').hidden") is True
+        page.evaluate(f"(window.__xr.viewer = {json.dumps(np.asarray(viewer).ravel().tolist())},"
+                      "document.getElementById('vr').click(), window.__xr.done)")
+        canvas = _canvas_pixels(page)
+        H = canvas.shape[0]
+        eyes = canvas[H - SIZE:, :SIZE], canvas[H - SIZE:, SIZE:2 * SIZE]  # GL y=0: the bottom
+        for eye, pose in zip(eyes, (left, right), strict=True):
+            assert _psnr(eye, _render_at(page, 0, pose)) > 50
+        assert page.console_errors() == [] and page.evaluate("window.mpitalk.error") is None
+        page.close()
+
+
+@needs_chromium
+def test_audio_is_muxed_and_the_page_loads(mpi_dir, chrome, tmp_path):
+    """--audio: the sound goes into fields.mp4, cut to the video's length; the page still loads."""
+    import wave
+
+    import av
+
+    rate, seconds = 16000, 1.0  # longer than the 0.4 s of video: cut
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate))
+    with wave.open(str(tmp_path / "tone.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(tone.astype("<i2").tobytes())
+    site = tmp_path / "site"
+    web.build(mpi_dir, site, audio=str(tmp_path / "tone.wav"))
+    with av.open(str(site / "fields.mp4")) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+        assert c.streams.audio[0].duration * c.streams.audio[0].time_base <= T / FPS + 0.05
+        assert sum(1 for _ in c.decode(video=0)) == T
+    assert json.loads((site / "scene.json").read_text())["audio"] is True
+    srv = web.make_server(site, port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        p = _open(chrome, web.url_of(srv, "?ui=0&size=64"))
+        assert p.ready == "ok" and p.console_errors() == []
+        p.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()

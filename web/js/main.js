@@ -131,8 +131,17 @@ async function main() {
       video.pause();
       const t = (frame + 0.5) / scene.fps;  // the middle of the frame's display interval
       if (Math.abs(video.currentTime - t) > 1e-6) {
+        // 'seeked' can come before the new picture is ready to copy into a texture; the video
+        // frame callback comes when it is presented (a fallback timer, should it never come)
         await new Promise((resolve) => {
-          video.addEventListener('seeked', resolve, { once: true });
+          let seeked = false, shown = !('requestVideoFrameCallback' in video);
+          const done = () => { if (seeked && shown) resolve(); };
+          if (!shown) video.requestVideoFrameCallback(() => { shown = true; done(); });
+          video.addEventListener('seeked', () => {
+            seeked = true;
+            done();
+            setTimeout(() => { shown = true; done(); }, 1000);
+          }, { once: true });
           video.currentTime = t;
         });
       }
@@ -186,8 +195,23 @@ async function main() {
     const label = document.getElementById('frame');
     if (label) label.textContent = `${renderer.frame + 1} / ${T}`;
   };
-  const prepareFrame = () => {  // while playing: the video's current frame into the atlas
-    if (!video.paused && !video.seeking) renderer.upload(video, playingFrame());
+  // While playing, the atlas follows the video. requestVideoFrameCallback says which frame was
+  // presented (its mediaTime is the frame's timestamp, k / fps), so fields and pose agree; where
+  // it does not fire (a browser without it, or one that pauses it in an immersive session) the
+  // frame shown is taken from currentTime, which can be one frame off the decoded picture.
+  let presented = { frame: -1, at: -Infinity };
+  if ('requestVideoFrameCallback' in video) {
+    const onVideoFrame = (now, meta) => {
+      presented = { frame: clampFrame(meta.mediaTime * scene.fps), at: performance.now() };
+      video.requestVideoFrameCallback(onVideoFrame);
+    };
+    video.requestVideoFrameCallback(onVideoFrame);
+  }
+  const prepareFrame = () => {
+    if (video.paused || video.seeking) return;
+    const fresh = performance.now() - presented.at < 2000 / scene.fps;
+    const frame = fresh ? presented.frame : playingFrame();
+    if (frame !== renderer.frame || !fresh) renderer.upload(video, frame);
   };
   const loop = () => {
     if (inVR) return;
