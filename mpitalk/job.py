@@ -40,6 +40,7 @@ LAYOUTS = ("sbs", "tb")
 SPACES = ("reference", "target")  # camera the model makes each MPI in (mpitalk.generate)
 PREV_MODES = ("anchor", "chain", "none")  # earlier frame later clips are conditioned on
 POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
+DEFAULT_EYE_SIZE = 512  # pixels per eye when generating (and the factored MPI's photo size)
 
 
 @dataclass
@@ -217,7 +218,10 @@ def run_job(o: JobOptions) -> dict:
 
             report["web"] = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet)
         t0 = time.perf_counter()
-        eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else 512)
+        # eyes: --eye-size, else 512 when generating, else the MPI's own size (a factored one's
+        # photo size)
+        eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else
+                                                              DEFAULT_EYE_SIZE)
         outputs = video.export_mpi_sequence(
             mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
             convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
@@ -263,17 +267,32 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
         track = generate.relative_to_identity(track, identity_info)
     timings["track_s"] = time.perf_counter() - t0
     report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
+    identity_report = report["identity"]
     report["track"] = {"frames": len(track), "fps": track.fps,
                        "seconds": len(track) / track.fps}
     stages = generate.Timings()
     t0 = time.perf_counter()
-    # each MPI stays in the camera it was made in, with its pose in the frame (mpi_io v2)
-    frames = generate.generate_frames(model, config, identity, track, seed=o.seed,
-                                      steps=o.steps, sampler=o.sampler,
-                                      batch_size=o.batch_size, progress=not o.quiet,
-                                      timings=stages, identity_info=identity_info,
-                                      prev_mode=o.prev_mode, space=o.space)
-    mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
+    # each MPI stays in the camera it was made in, with its pose in the frame; in the photo's
+    # camera as its fields + the photo at the eyes' resolution (mpi_io v3), in the target
+    # camera dense (v2: its copy source is the photo's plane sweep, not the photo)
+    kw = dict(seed=o.seed, steps=o.steps, sampler=o.sampler, batch_size=o.batch_size,
+              progress=not o.quiet, timings=stages, identity_info=identity_info,
+              prev_mode=o.prev_mode, space=o.space)
+    if o.space == "reference":
+        photo_size = o.eye_size if o.eye_size is not None else DEFAULT_EYE_SIZE
+        photo_info: dict = {}
+        photo = generate.prepare_identity(o.identity, photo_size, crop=not o.no_crop,
+                                          info=photo_info)
+        held = photo_info.get("side_px")
+        if held is not None and photo_size > held:
+            print(f"note: {o.identity} holds {held:.0f} px across the face crop; eyes of "
+                  f"{photo_size} px are upsampled from it")
+        identity_report.update(photo_size=photo_size, photo_holds_px=held)
+        frames = generate.generate_fields(model, config, identity, track, **kw)
+        mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps)
+    else:
+        frames = generate.generate_frames(model, config, identity, track, **kw)
+        mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
     timings["generate_s"] = time.perf_counter() - t0
     timings.update({f"generate_{k}": v for k, v in stages.stages.items()})
     return identity, mpi_dir
