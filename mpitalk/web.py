@@ -6,7 +6,7 @@ serve it.
 
 A bundle is a folder that works from any plain web server and loads nothing from the network:
 
-    SITE/index.html, SITE/js/*.js, SITE/glsl/mpi.{vert,frag}   the page (copied from ``web/``)
+    SITE/index.html, SITE/js/*.js, SITE/glsl/*   the page (copied from ``web/``)
     SITE/scene.json    depths, K (at S), per-frame frame_from_mpi, fps, plane groups, atlas layout
     SITE/photo.jpg     the identity photo (P,P,3) once, JPEG 4:4:4
     SITE/fields.mp4    the per-frame fields as a tiled atlas video (H.264), with the audio if any
@@ -21,9 +21,14 @@ every H.264 decoder and browser converts from); a flow offset f (units of the ph
 v = 0.5 + f / (2 flow_range). The page samples each tile bilinearly with its coordinates clamped
 to the tile's texel centres, which is ``mpi.materialize``'s edge-clamped upsampling.
 
-The page (``web/``) renders every view in one fragment shader that does what
-``mpi.materialize`` + ``mpi.render`` do; a test (tests/test_web.py) holds its pixels equal to the
-JAX reference render of the decoded bundle (:func:`load_bundle`).
+scene.json also lists each plane's footprint: the box outside which its alpha is zero in every
+frame, so the page skips it there (most of a face MPI's planes are empty most of the way).
+
+The page (``web/``) repacks each decoded atlas frame once (``glsl/unpack.frag``: a layer per
+plane holding alpha, blend and its group's flow, and a colour texture, so a plane costs one
+filtered fetch), then renders every view in one fragment shader (``glsl/mpi.frag``) that does
+what ``mpi.materialize`` + ``mpi.render`` do; a test (tests/test_web.py) holds its pixels equal to
+the JAX reference render of the decoded bundle (:func:`load_bundle`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,10 @@ from mpitalk.atomic import replace_dir, temp_dir_beside
 
 BUNDLE_FORMAT = "mpitalk-web"
 BUNDLE_VERSION = 1
-DEFAULT_CRF = 16  # x264 quality of the field atlas: measured in bench/bench_web.py
+# x264 quality of the field atlas. Default job (bench/bench_web.py): crf 16 / 20 / 24 grow the
+# bundle 1.42 / 0.96 / 0.63 MB per second of video and cost the rendered picture (decoded vs
+# stored fields, JAX) at least 45.2 / 42.7 / 41.0 dB; 20 halves the size of 16 for little
+DEFAULT_CRF = 20
 DEFAULT_PHOTO_QUALITY = 92  # JPEG quality of the photo (4:4:4)
 DEFAULT_PORT = 8000
 MAX_ATLAS_SIDE = 4096  # widest frame a headset's H.264 decoder is sure to take
@@ -214,7 +222,8 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
 
     audio: a sound file to mux into fields.mp4 (cut to the video's length). crf: x264 quality of
     the atlas (lower = better, larger). Returns a summary: frames, seconds, byte sizes of the
-    parts (``fixed_bytes`` = page + photo + scene.json; ``video_bytes``), build seconds.
+    parts, ``fixed_bytes`` (page + photo: what does not grow with the sequence),
+    ``growth_bytes_per_s`` (video + scene.json per second of video), build seconds.
     """
     from PIL import Image
     from tqdm import tqdm
@@ -230,7 +239,7 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         raise UserError(f"crf must be in 0..51, got {crf}")
     T, D, S = len(seq), int(seq.num_planes), int(seq.height)
     flow_range, footprints = _scan(seq)
-    G = int(seq.fields(0)["flow"].shape[0]) if flow_range > 0 else 0
+    G = int(seq.num_groups) if flow_range > 0 else 0
     if S % 2:
         raise UserError(f"{mpi_dir}: fields of {S} px; H.264 4:2:0 needs an even size")
     atlas = Atlas.layout(S, D, G)
@@ -266,7 +275,9 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
             for t in tqdm(range(T), desc="web atlas", unit="frame", disable=not progress):
                 fields, pose = seq.fields_and_pose(t)
                 proc.stdin.write(_atlas_yuv(_tiles(fields, atlas, flow_range), atlas))
-                poses.append(np.asarray(pose, np.float64).tolist())
+                # float32 poses: 7 significant digits hold them exactly enough and keep
+                # scene.json small (it grows by one pose a frame)
+                poses.append([[float(f"{x:.7g}") for x in row] for row in np.asarray(pose)])
             proc.stdin.close()
         except BrokenPipeError:
             pass
@@ -297,10 +308,12 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     seconds = T / seq.fps
+    # what a longer sequence adds (the video, and scene.json's pose a frame) vs what it does not
     return {"out": str(out), "frames": T, "fps": float(seq.fps), "seconds": seconds,
             "atlas": [atlas.width, atlas.height], "flow_range": flow_range, **sizes,
-            "fixed_bytes": sizes["page_bytes"] + sizes["photo_bytes"] + sizes["scene_bytes"],
+            "fixed_bytes": sizes["page_bytes"] + sizes["photo_bytes"],
             "video_bytes_per_s": sizes["video_bytes"] / seconds,
+            "growth_bytes_per_s": (sizes["video_bytes"] + sizes["scene_bytes"]) / seconds,
             "build_s": time.perf_counter() - t_start}
 
 
@@ -457,9 +470,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError("--out SITE is required with MPI_DIR (the bundle folder)")
             s = build(args.mpi_dir, args.out, audio=args.audio, crf=args.crf,
                       progress=not args.quiet)
-            print(f"wrote {s['out']}/: {s['frames']} frames, {s['seconds']:.1f} s, video "
-                  f"{s['video_bytes'] / 1e6:.2f} MB ({s['video_bytes_per_s'] / 1e6:.2f} MB/s), "
-                  f"page + photo {s['fixed_bytes'] / 1e6:.2f} MB, {s['build_s']:.1f} s")
+            print(f"wrote {s['out']}/: {s['frames']} frames, {s['seconds']:.1f} s, "
+                  f"{s['growth_bytes_per_s'] / 1e6:.2f} MB per second of video + page and "
+                  f"photo {s['fixed_bytes'] / 1e6:.2f} MB, built in {s['build_s']:.1f} s")
         if args.serve is not None:
             server = make_server(args.serve, args.host, args.port, args.cert, args.key,
                                  args.verbose)

@@ -40,7 +40,11 @@ export async function startVR(app) {
   const session = await navigator.xr.requestSession('immersive-vr');
   const gl = app.gl;
   await gl.makeXRCompatible();
-  session.updateRenderState({ baseLayer: new XRWebGLLayer(session, gl) });
+  // ?xrscale=F renders the eyes at F times the headset's recommended resolution (each pixel's
+  // cost is a walk through the planes: a slow headset can trade sharpness for frame rate)
+  const scale = Number(new URLSearchParams(location.search).get('xrscale')) || 1;
+  session.updateRenderState({ baseLayer: new XRWebGLLayer(session, gl,
+                                                          { framebufferScaleFactor: scale }) });
   const space = await session.requestReferenceSpace('local');
   let worldFromFrameGl = null;  // set from the first pose, and on recentre
   session.addEventListener('select', () => app.togglePlay());
