@@ -84,7 +84,7 @@ def face_disparity(page, bundle: web.Bundle, fields: dict, size: int) -> dict:
     # the patch as the left eye sees it: the face's centre moved right by half the disparity
     x0 = c + round(expected / 2) - half
     patch = lt[c - half:c + half, x0:x0 + 2 * half]
-    shifts = np.arange(0, int(3 * expected) + 2)
+    shifts = np.arange(0, min(int(2 * expected) + 3, x0 + 1))  # inside the image
     ssd = np.array([np.sum((rt[c - half:c + half, x0 - k:x0 - k + 2 * half] - patch) ** 2)
                     for k in shifts])
     k = int(np.clip(np.argmin(ssd), 1, len(shifts) - 2))

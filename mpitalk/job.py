@@ -216,7 +216,8 @@ def run_job(o: JobOptions) -> dict:
         if o.web:  # before the export: a sequence the page cannot take fails at once
             from mpitalk import web
 
-            report["web"] = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet)
+            summary = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet)
+            report["web"] = summary | {"out": str(final / "web")}  # not the temporary folder
         t0 = time.perf_counter()
         # eyes: --eye-size, else 512 when generating, else the MPI's own size (a factored one's
         # photo size)

@@ -483,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
                     print("warning: over plain HTTP a headset treats a LAN address as insecure "
                           "and offers no WebXR; use --cert/--key, or adb reverse (README)",
                           file=sys.stderr)
-            print(f"serving {args.serve} at {url_of(server)} (Ctrl-C stops)", flush=True)
+            lan = " here; from the network use this machine's address" if args.host in (
+                "0.0.0.0", "", "::") else ""
+            print(f"serving {args.serve} at {url_of(server)}{lan} (Ctrl-C stops)", flush=True)
             try:
                 server.serve_forever()
             finally:

@@ -488,3 +488,34 @@ def test_audio_is_muxed_and_the_page_loads(mpi_dir, chrome, tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@needs_chromium
+def test_desktop_controls_play_and_step(chrome, server):
+    """The desktop page: Play advances through the frames (the video drives the fields), pause
+    stops, the frame buttons step."""
+    import time
+
+    page = chrome.new_page()
+    page.send("Emulation.setDeviceMetricsOverride", {"width": 160, "height": 120,
+                                                     "deviceScaleFactor": 1, "mobile": False})
+    page.navigate(web.url_of(server, ""))
+    for _ in range(200):
+        if page.evaluate("typeof window.mpitalk === 'object'"):
+            break
+        time.sleep(0.05)
+    assert page.evaluate("window.mpitalk.ready.then(() => 'ok', e => e.message)") == "ok"
+    label = "document.getElementById('frame').textContent"
+    assert page.evaluate(label) == f"1 / {T}"
+    page.evaluate("document.getElementById('next').click()")
+    for _ in range(100):  # a seek, then a redraw
+        if page.evaluate(label) == f"2 / {T}":
+            break
+        time.sleep(0.05)
+    assert page.evaluate(label) == f"2 / {T}"
+    page.evaluate("document.getElementById('play').click()")
+    time.sleep(T / FPS + 0.3)  # the whole clip plays (0.4 s) and stops at its end
+    assert page.evaluate(label) == f"{T} / {T}"
+    assert page.evaluate("document.getElementById('play').textContent") == "Play"
+    assert page.console_errors() == []
+    page.close()
