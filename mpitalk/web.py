@@ -214,11 +214,31 @@ def _copy_page(dest: Path) -> int:
                if p.is_file())
 
 
+def _check_out(out: Path, mpi_dir: Path) -> None:
+    """Refuse an output folder whose replacement would lose something: the sequence itself (or
+    a folder holding it), or an existing folder that is not a web bundle."""
+    o, m = out.resolve(), mpi_dir.resolve()
+    if o == m or o in m.parents:
+        raise UserError(f"{out}: the bundle would replace the MPI sequence {mpi_dir}; choose "
+                        "another --out")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_bundle(out))):
+        raise UserError(f"{out}: exists and is not a web bundle (it would be replaced); choose "
+                        "another --out, or remove it")
+
+
+def _is_bundle(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "scene.json").read_text()).get("format") == BUNDLE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | None = None,
           crf: int = DEFAULT_CRF, photo_quality: int = DEFAULT_PHOTO_QUALITY,
           progress: bool = False) -> dict:
     """Write the web bundle of the factored MPI sequence ``mpi_dir`` to the folder ``out``
-    (replaced if it exists; written to a temporary sibling and renamed when complete).
+    (an older bundle there is replaced; written to a temporary sibling and renamed when
+    complete; any other existing folder is refused).
 
     audio: a sound file to mux into fields.mp4 (cut to the video's length). crf: x264 quality of
     the atlas (lower = better, larger). Returns a summary: frames, seconds, byte sizes of the
@@ -237,6 +257,7 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         raise UserError(f"{audio}: audio file not found; check the path")
     if not 0 <= crf <= 51:
         raise UserError(f"crf must be in 0..51, got {crf}")
+    _check_out(out, mpi_dir)
     T, D, S = len(seq), int(seq.num_planes), int(seq.height)
     flow_range, footprints = _scan(seq)
     G = int(seq.num_groups) if flow_range > 0 else 0

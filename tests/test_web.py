@@ -519,3 +519,20 @@ def test_desktop_controls_play_and_step(chrome, server):
     assert page.evaluate("document.getElementById('play').textContent") == "Play"
     assert page.console_errors() == []
     page.close()
+
+
+def test_build_refuses_outputs_that_would_lose_data(mpi_dir, site, tmp_path):
+    for out in (mpi_dir, mpi_dir.parent):
+        with pytest.raises(UserError, match="would replace the MPI sequence"):
+            web.build(mpi_dir, out)
+    other = tmp_path / "documents"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a web bundle"):
+        web.build(mpi_dir, other)
+    assert (other / "notes.txt").read_text() == "keep me"
+    again = tmp_path / "again"  # an older bundle is replaced
+    shutil.copytree(site, again)
+    (again / "stale.txt").write_text("old")
+    web.build(mpi_dir, again)
+    assert not (again / "stale.txt").exists() and (again / "scene.json").is_file()
