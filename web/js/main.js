@@ -347,7 +347,12 @@ async function main() {
       try {
         inVR = true;
         await startVR({ gl, renderer, prepareFrame, togglePlay,
-                        onEnd: () => { inVR = false; fit(); redraw(); } });
+                        onEnd: () => {  // back on the desktop, paused where it was
+                          inVR = false;
+                          if (!video.paused) togglePlay();
+                          fit();
+                          redraw();
+                        } });
       } catch (e) {
         inVR = false;
         showError(`cannot enter VR (${e.message})`);
