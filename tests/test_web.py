@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -106,18 +107,20 @@ def chrome():
     b.close()
 
 
-def _open(chrome, url: str) -> browser.Page:
-    """A page at ``url`` once its ``mpitalk.ready`` settled: returns the page; ``ready`` value
-    'ok' or the error in page.ready."""
-    page = chrome.new_page(url)
-    for _ in range(200):  # the module defines window.mpitalk as soon as it runs
+def _wait_for_script(page: browser.Page) -> None:
+    """Until the page's module has defined window.mpitalk (it does so first thing)."""
+    for _ in range(200):
         if page.evaluate("typeof window.mpitalk === 'object'"):
-            break
-        import time
-
+            return
         time.sleep(0.05)
-    else:
-        raise AssertionError(f"the page's script did not start: {page.console_errors()}")
+    raise AssertionError(f"the page's script did not start: {page.console_errors()}")
+
+
+def _open(chrome, url: str) -> browser.Page:
+    """A page at ``url`` once its ``mpitalk.ready`` settled; ``page.ready`` is 'ok' or
+    'error: <the message shown>'."""
+    page = chrome.new_page(url)
+    _wait_for_script(page)
     page.ready = page.evaluate("window.mpitalk.ready.then(() => 'ok', (e) => 'error: ' + "
                                "e.message)")
     return page
@@ -439,12 +442,7 @@ def test_vr_session_renders_each_eye_from_its_pose(chrome, server):
         page = chrome.new_page()
         page.send("Page.addScriptToEvaluateOnNewDocument", {"source": script})
         page.navigate(web.url_of(server, ""))
-        for _ in range(200):
-            if page.evaluate("typeof window.mpitalk === 'object'"):
-                break
-            import time
-
-            time.sleep(0.05)
+        _wait_for_script(page)
         assert page.evaluate("window.mpitalk.ready.then(() => 'ok', e => e.message)") == "ok"
         assert page.evaluate("!document.getElementById('vr').hidden") is True
         page.evaluate(f"(window.__xr.viewer = {json.dumps(np.asarray(viewer).ravel().tolist())},"
@@ -494,16 +492,11 @@ def test_audio_is_muxed_and_the_page_loads(mpi_dir, chrome, tmp_path):
 def test_desktop_controls_play_and_step(chrome, server):
     """The desktop page: Play advances through the frames (the video drives the fields), pause
     stops, the frame buttons step."""
-    import time
-
     page = chrome.new_page()
     page.send("Emulation.setDeviceMetricsOverride", {"width": 160, "height": 120,
                                                      "deviceScaleFactor": 1, "mobile": False})
     page.navigate(web.url_of(server, ""))
-    for _ in range(200):
-        if page.evaluate("typeof window.mpitalk === 'object'"):
-            break
-        time.sleep(0.05)
+    _wait_for_script(page)
     assert page.evaluate("window.mpitalk.ready.then(() => 'ok', e => e.message)") == "ok"
     label = "document.getElementById('frame').textContent"
     assert page.evaluate(label) == f"1 / {T}"
