@@ -8,7 +8,15 @@ Renderers: ``gl.GLRenderer.render_pose`` (both eyes, float32 out), ``mpi.render`
 ``jax.jit`` (warm), and a plain numpy loop over planes (homography, bilinear, over). The floor is
 the time to read the MPI's bytes once (uint8, as uploaded to GL; float32, as JAX reads them).
 
-Run: ``python bench/bench_gl.py`` (prints a table, writes bench/results_gl.json).
+Factored MPIs (``mpi_io`` version 3: 128-px fields + a 512-px photo, ``GLRenderer.set_fields``
+materializing the planes on the GPU): the face MPI turned into fields (its alphas reduced to
+128 px, blend 1, the photo its front view) and a real default-job frame (``--real-mpi DIR``, or
+a 4-frame default job made on the spot), each as stereo alone (planes uploaded once, as the
+viewer does), the upload + fields pass alone, and both (per frame of a video export); against
+today's dense path on the same real frame (its 128-px dense MPI rendered to the 512-px eyes).
+
+Run: ``python bench/bench_gl.py [--real-mpi DIR] [--skip-dense]`` (prints a table, writes
+bench/results_gl.json).
 Timings are the median of repeats; the machine's load average is recorded with them, since other
 processes on a shared 2-core machine change them a lot.
 """
@@ -131,7 +139,76 @@ def bench_mpi(renderer, jax_render, rgba_u8, depths, K, views) -> dict:
     return row
 
 
-def main() -> None:
+def face_fields(rgba_u8: np.ndarray, S: int = 128) -> tuple[dict, np.ndarray]:
+    """The face MPI as a factored one: alphas area-reduced to S px, the photo its front view
+    (composited at full size), blend 1 (every colour copied from the photo), zero flow."""
+    rgba = rgba_u8.astype(np.float32) / 255
+    D, H, W, _ = rgba.shape
+    f = H // S
+    rgb, _ = mpi.composite(rgba)
+    alpha = rgba[..., 3].reshape(D, S, f, S, f).mean((2, 4))
+    fields = {"alpha": alpha, "blend": np.ones((D, S, S), np.float32),
+              "color": np.asarray(rgb).reshape(S, f, S, f, 3).mean((1, 3)),
+              "flow": np.zeros((1, S, S, 2), np.float32)}
+    to8 = gl.to_u8
+    return ({k: (to8(v) if k != "flow" else v) for k, v in fields.items()},
+            to8(np.asarray(rgb)))
+
+
+def real_mpi(path: str | None, tmp: str):
+    """A real default-job MPI sequence (version 3): ``path``, or a 4-frame default job."""
+    from mpitalk import job, mpi_io
+
+    if path is None:
+        out = os.path.join(tmp, "job")
+        job.run_job(job.JobOptions(out=out, frames=4, quiet=True, novel_view="none"))
+        path = os.path.join(out, "mpi")
+    return mpi_io.load(path)
+
+
+def bench_fields(renderer, fields, photo, depths, K_S, views, size) -> dict:
+    """Timings (seconds) of one factored frame: set_fields alone, stereo alone, both."""
+    row = {"fields_alpha_occupied": float((fields["alpha"] > 0).mean())}
+
+    def upload():
+        renderer.set_fields(fields, photo, depths, K_S, size)
+        renderer.ctx.finish()
+
+    row["gl_set_fields_s"] = median_time(upload, 5)
+    upload()
+    row["gl_stereo_packed_s"] = median_time(lambda: renderer.render_views(views, "sbs"), 20)
+
+    def frame():
+        renderer.set_fields(fields, photo, depths, K_S, size)
+        renderer.render_views(views, "sbs")
+
+    row["gl_set_fields_and_stereo_s"] = median_time(frame, 10)
+    return row
+
+
+def bench_dense_packed(renderer, rgba_u8, depths, K, views) -> dict:
+    """Today's path on a frame: set_mpi of its dense MPI, then the packed stereo."""
+    row = {"gl_upload_s": median_time(lambda: renderer.set_mpi(rgba_u8, depths, K), 5)}
+    renderer.set_mpi(rgba_u8, depths, K)
+    row["gl_stereo_packed_s"] = median_time(lambda: renderer.render_views(views, "sbs"), 20)
+
+    def frame():
+        renderer.set_mpi(rgba_u8, depths, K)
+        renderer.render_views(views, "sbs")
+
+    row["gl_upload_and_stereo_s"] = median_time(frame, 10)
+    return row
+
+
+def main(argv=None) -> None:
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--real-mpi", help="a default job's mpi/ folder (version 3)")
+    ap.add_argument("--skip-dense", action="store_true",
+                    help="only the factored rows (skip the JAX/numpy comparisons)")
+    args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     depths = np.asarray(mpi.plane_depths(0.4, 3.0, PLANES), dtype=np.float32)
     K = camera.intrinsics(camera.focal_from_fov(40.0, SIZE), SIZE, SIZE)
@@ -143,10 +220,34 @@ def main() -> None:
                            "load_average_before": os.getloadavg()},
                "config": {"eye": [SIZE, SIZE], "planes": PLANES, "ipd_m": IPD_M,
                           "convergence_m": CONVERGENCE_M}, "mpis": {}}
+    face_u8 = None
     for name, make in (("face", face_mpi), ("dense", dense_mpi)):
         rgba_u8 = make(rng)
+        if name == "face":
+            face_u8 = rgba_u8
+        if args.skip_dense:
+            continue
         row = bench_mpi(renderer, jax_render, rgba_u8, depths, K, views)
         results["mpis"][name] = row
+    results["fields"] = {}
+    S = 128
+    K_S = camera.intrinsics(camera.focal_from_fov(40.0, S), S, S)
+    fields, photo = face_fields(face_u8, S)
+    results["fields"]["face_as_fields"] = bench_fields(renderer, fields, photo, depths, K_S,
+                                                       views, SIZE)
+    with tempfile.TemporaryDirectory() as tmp:
+        seq = real_mpi(args.real_mpi, tmp)
+        raw, _ = seq.fields_raw_and_pose(0)
+        K_eye = seq.K_at(SIZE)
+        real_views = gl.stereo_views(K_eye, IPD_M, CONVERGENCE_M)
+        row = bench_fields(renderer, raw, seq.photo_u8, seq.depths, seq.K, real_views, SIZE)
+        row["photo_size"] = seq.photo_size
+        results["fields"]["real_frame"] = row
+        dense128, _ = seq.raw_and_pose(0)  # today: the 128-px dense MPI, eyes at 512
+        results["fields"]["real_frame_dense_128"] = bench_dense_packed(
+            renderer, dense128, seq.depths, seq.K, real_views)
+        results["fields"]["real_frame_dense_128"]["occupied_texels"] = float(
+            (dense128[..., 3] > 0).mean())
     results["machine"]["load_average_after"] = os.getloadavg()
 
     print(f"stereo frames/s, two {SIZE}x{SIZE} eyes, {PLANES} planes, readback included "
@@ -168,7 +269,21 @@ def main() -> None:
               f"{row['ratios']['gl_over_read_u8']:10.2f}x")
         print(f"       (upload of one frame to GL: {row['gl_upload_s'] * 1e3:.0f} ms; "
               f"occupied texels {row['occupied_texels']:.1%})")
+    print(f"factored MPIs (128-px fields, 512-px planes materialized on the GPU), stereo "
+          f"frames/s at 2x{SIZE}x{SIZE}, readback included")
+    print(f"{'MPI':24s} {'stereo':>8s} {'upload':>8s} {'both':>8s}")
+    for name, row in results["fields"].items():
+        up = row.get("gl_set_fields_s", row.get("gl_upload_s"))
+        both = row.get("gl_set_fields_and_stereo_s", row.get("gl_upload_and_stereo_s"))
+        row["fps"] = {"stereo": 1 / row["gl_stereo_packed_s"], "upload": 1 / up,
+                      "upload_and_stereo": 1 / both}
+        print(f"{name:24s} {row['fps']['stereo']:8.1f} {row['fps']['upload']:8.1f} "
+              f"{row['fps']['upload_and_stereo']:8.1f}")
     out = Path(__file__).with_name("results_gl.json")
+    if args.skip_dense and out.is_file():  # keep the earlier run's dense rows, marked as such
+        earlier = json.loads(out.read_text())
+        results["mpis"] = earlier.get("mpis", {})
+        results["mpis_from_an_earlier_run"] = earlier.get("machine", {})
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -18,13 +18,15 @@ instanced quads carrying their mask; tiles that one plane reaches use a loop-fre
 The planes live in one 2-D texture, the plane atlas (RGBA8, straight alpha): plane i in cell
 (i % cols, i // cols), each inside a transparent one-texel border; the shader premultiplies each
 of the four bilinear taps before blending them, which is ``mpi.render``'s "premultiply, then
-interpolate" exactly, and saves the upload a pass over every texel. A dense MPI is uploaded as
-it comes (:meth:`GLRenderer.set_mpi`). A factored MPI (``mpi_io`` version 3: low-resolution
-fields and the full-resolution photo, :func:`mpitalk.mpi.materialize`) is uploaded as its small
-field textures and the photo, and a first pass (``shaders/mpi_fields.*``) materializes the dense
-planes at the output size straight into the atlas, on the GPU, only where a plane may hold
-something (:meth:`GLRenderer.set_fields`); a 2-D texture rather than a texture array because a
-framebuffer can draw into it.
+interpolate" exactly, and saves the upload a pass over every texel (a 2-D atlas rather than a
+texture array: one program reads both kinds of MPI's planes the same way). A dense MPI is
+uploaded as it comes (:meth:`GLRenderer.set_mpi`). A factored MPI (``mpi_io`` version 3:
+low-resolution fields and the full-resolution photo, :func:`mpitalk.mpi.materialize`) is
+uploaded as its small field textures and the photo (:meth:`GLRenderer.set_fields`), and the
+``FIELDS`` variant of ``shaders/mpi.frag`` evaluates each plane where it samples it
+(:func:`mpitalk.mpi.render_fields` is its JAX twin): no dense plane is built, on the CPU or the
+GPU. Measured (bench_gl.py, README): materializing the 32 planes at 512 px first, in a GPU pass,
+cost 0.7 s per real frame on this machine's llvmpipe, three times the stereo render itself.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def context() -> moderngl.Context:
 MAX_PLANES = 128  # planes per MPI: four 32-bit words of tile mask (shaders/mpi.frag)
 TILE = 16  # tile size in pixels, both for source occupancy and for the target tile mask
 _TILE_DTYPE = np.dtype([("tile", "<i4", 3), ("mask", "<u4", 4)])  # mpi.vert's instance data
-_RECT_DTYPE = np.dtype([("rect", "<i4", 4), ("plane", "<i4", 2)])  # mpi_fields.vert's
+FIELD_TEXTURES = ("u_ab", "u_color", "u_flow", "u_photo")  # texture units 0..3 (FIELDS)
 _Z_MIN = 1e-6  # target z below which a projected corner counts as behind the camera
 
 # (view_from_frame (4,4), K_view (3,3)) of one rendered view; the frame's camera is the MPI's own
@@ -215,10 +217,15 @@ class GLRenderer:
         self.size = (int(width), int(height))
         # two variants of one program: tiles that several planes reach walk them in a loop;
         # tiles that exactly one reaches (most of a face MPI's background) sample it directly
+        # and each for a dense MPI (planes in the atlas) and a factored one (FIELDS: planes
+        # evaluated from the fields and the photo)
+        common = {"MAX_PLANES": MAX_PLANES, "TILE": TILE}
         self.programs = {
-            "multi": program(self.ctx, "mpi.vert", "mpi.frag", MAX_PLANES=MAX_PLANES, TILE=TILE),
-            "single": program(self.ctx, "mpi.vert", "mpi.frag", MAX_PLANES=MAX_PLANES, TILE=TILE,
-                              SINGLE_PLANE=1),
+            "multi": program(self.ctx, "mpi.vert", "mpi.frag", **common),
+            "single": program(self.ctx, "mpi.vert", "mpi.frag", **common, SINGLE_PLANE=1),
+            "fields_multi": program(self.ctx, "mpi.vert", "mpi.frag", **common, FIELDS=1),
+            "fields_single": program(self.ctx, "mpi.vert", "mpi.frag", **common, FIELDS=1,
+                                     SINGLE_PLANE=1),
         }
         # per-instance data (one tile each: column, row, plane mask), grown on demand
         self._tiles = {k: self.ctx.buffer(reserve=_TILE_DTYPE.itemsize * 1024, dynamic=True)
@@ -228,21 +235,22 @@ class GLRenderer:
         self.sampler = self.ctx.sampler(repeat_x=False, repeat_y=False,
                                         filter=(moderngl.LINEAR, moderngl.LINEAR),
                                         border_color=(0.0, 0.0, 0.0, 0.0))
-        for prog in self.programs.values():
-            prog["u_planes"].value = 0
+        for name, prog in self.programs.items():
+            if name.startswith("fields"):
+                for unit, uniform in enumerate(FIELD_TEXTURES):
+                    prog[uniform].value = unit
+            else:
+                prog["u_planes"].value = 0
         self.planes: moderngl.Texture | None = None  # the plane atlas
-        self._atlas_fbo: moderngl.Framebuffer | None = None
         self._plane_shape = (0, 0, 0)
         self._cols = 1
         self._max_texture = int(self.ctx.info["GL_MAX_TEXTURE_SIZE"])
-        # the factored MPI: its program, field textures (by shape), photo (by source and size)
-        self._fields_prog: moderngl.Program | None = None
+        self._mode: str | None = None  # "dense" (set_mpi) or "fields" (set_fields)
+        # a factored MPI's textures: the fields (kept while their shapes stay) and the photo
+        # (kept while the same photo array and size come back)
         self._field_tex: dict[str, moderngl.Texture | moderngl.TextureArray] = {}
         self._photo_tex: moderngl.Texture | None = None
         self._photo_key: tuple | None = None
-        self._rect_buf: moderngl.Buffer | None = None
-        self._rect_vao: moderngl.VertexArray | None = None
-        self._drawn_rects = np.zeros((0, 5), np.int64)  # atlas areas the last set_fields drew
         self._fbos: dict[tuple[int, int, str], moderngl.Framebuffer] = {}
         self.depths = np.zeros(0)
         self.K_src = np.eye(3)
@@ -265,7 +273,7 @@ class GLRenderer:
         for i in range(D):
             x, y = self._cell_origin(i)
             self.planes.write(np.ascontiguousarray(straight[i]), viewport=(x + 1, y + 1, W, H))
-        self._drawn_rects = np.zeros((0, 5), np.int64)
+        self._mode = "dense"
         self._set_geometry(depths, K_src, frame_from_mpi, _occupied_rects(straight, TILE))
         self._set_corners()
 
@@ -279,18 +287,12 @@ class GLRenderer:
         cols, rows = atlas_layout(D, W, H, self._max_texture)
         size = (cols * (W + 2), rows * (H + 2))
         self.planes = self.ctx.texture(size, 4, dtype="f1", data=bytes(size[0] * size[1] * 4))
-        self._atlas_fbo = None
         self._plane_shape, self._cols = (D, H, W), cols
-        self._drawn_rects = np.zeros((0, 5), np.int64)
-        for prog in self.programs.values():
+        for prog in (self.programs["multi"], self.programs["single"]):
             prog["u_cols"].value = cols
             prog["u_cell"].value = (W + 2, H + 2)
 
     def _release_atlas(self) -> None:
-        if self._atlas_fbo is not None:
-            self._unbind(self._atlas_fbo)
-            self._atlas_fbo.release()
-            self._atlas_fbo = None
         if self.planes is not None:
             self.planes.release()
             self.planes = None
@@ -326,17 +328,17 @@ class GLRenderer:
     def set_fields(self, fields: dict, photo: np.ndarray, depths: np.ndarray,
                    K_src: np.ndarray, size: int, frame_from_mpi: np.ndarray | None = None,
                    plane_groups: np.ndarray | None = None) -> None:
-        """Upload a factored MPI and materialize it at ``size`` px on the GPU (the GL twin of
-        :func:`mpitalk.mpi.materialize`; tests hold the two equal); then render as after
-        :meth:`set_mpi`.
+        """Upload a factored MPI whose planes are ``size`` px (the GL twin of
+        :func:`mpitalk.mpi.render_fields`; tests hold the two equal, and both close to
+        ``mpi.render(mpi.materialize(...))``); then render as after :meth:`set_mpi`.
 
         fields: ``alpha``, ``blend`` (D,S,S), ``color`` (S,S,3), uint8 or float in [0,1];
         ``flow`` (G,S,S,2) float (``mpi_io`` stores these). photo: (P,P,3) uint8 or float, the
         sequence's photo (uploaded once while the same array and size come back; reduced with
         :func:`mpitalk.mpi.fit_photo` when ``size < P``). K_src: (3,3) at S; the renderer's
-        ``K_src`` becomes K at ``size``. Only the rectangles of each plane where the upsampled
-        alpha may be non-zero are drawn (and those the previous call drew, so none keeps an old
-        value); the rest of the atlas stays transparent.
+        ``K_src`` becomes K at ``size``. Nothing dense is built: the shader evaluates each
+        plane from the small field textures and the photo where it samples it, so an upload
+        costs the fields' few hundred kilobytes, not D planes of ``size``^2 texels.
         """
         alpha8, blend8, color8 = (to_u8(np.asarray(fields[k])) for k in ("alpha", "blend",
                                                                            "color"))
@@ -348,59 +350,37 @@ class GLRenderer:
             raise ValueError(f"fields must be alpha/blend (D<={MAX_PLANES},S,S), color (S,S,3), "
                              f"flow (G,S,S,2); got {alpha8.shape}, {blend8.shape}, "
                              f"{color8.shape}, {flow.shape}")
-        groups = (np.zeros(D, np.int32) if plane_groups is None
-                  else np.asarray(plane_groups, np.int32).reshape(D))
+        groups = np.zeros(MAX_PLANES, np.int32)
+        if plane_groups is not None:
+            groups[:D] = np.asarray(plane_groups, np.int32).reshape(D)
         size = int(size)
-        if self._plane_shape != (D, size, size):
-            self._drawn_rects = np.zeros((0, 5), np.int64)
-        self._atlas(D, size, size)
-        prog = self._fields_program()
-        ab = self._field_texture("ab", (S, S, D), 2, "f1", array=True)
-        ab.write(np.ascontiguousarray(np.stack([alpha8, blend8], -1)))
+        # RGBA8, not RG8: llvmpipe filters four 8-bit channels on its fast path (measured:
+        # the stereo render took 1.3x as long with RG8); B and A are unused
+        ab = self._field_texture("ab", (S, S, D), 4, "f1", array=True)
+        zero = np.zeros_like(alpha8)
+        ab.write(np.ascontiguousarray(np.stack([alpha8, blend8, zero, zero], -1)))
         col = self._field_texture("color", (S, S), 4, "f1")
         col.write(np.ascontiguousarray(np.concatenate(
             [color8, np.full((S, S, 1), 255, np.uint8)], -1)))
+        has_flow = bool(np.any(flow))
         fl = self._field_texture("flow", (S, S, G), 2, "f4", array=True)
-        fl.write(flow)
+        if has_flow:
+            fl.write(flow)
         self._upload_photo(photo, size)
-        # the fields pass: each rectangle that may hold something now or held something before
-        rects = _field_rects(alpha8, size, max(1, (TILE * S) // size))
-        draw = np.concatenate([rects, self._drawn_rects])
-        inst = np.empty(len(draw), _RECT_DTYPE)
-        inst["rect"] = draw[:, 1:]
-        inst["plane"] = np.stack([draw[:, 0], groups[draw[:, 0]]], 1)
-        if self._atlas_fbo is None:
-            self._atlas_fbo = self.ctx.framebuffer([self.planes])
-        if self._rect_buf is None or inst.nbytes > self._rect_buf.size:
-            if self._rect_buf is not None:
-                self._rect_vao.release()
-                self._rect_buf.release()
-            self._rect_buf = self.ctx.buffer(reserve=max(inst.nbytes, 1024) * 2, dynamic=True)
-            self._rect_vao = self.ctx.vertex_array(
-                prog, [(self._rect_buf, "4i 2i/i", "in_rect", "in_plane")])
-        self._rect_buf.write(inst.tobytes())
-        self._atlas_fbo.use()
-        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
-        prog["u_fb"].value = self.planes.size
-        prog["u_cols"].value = self._cols
-        prog["u_cell"].value = (size + 2, size + 2)
-        prog["u_dense"].value = float(size)
-        for unit, tex in enumerate((ab, col, fl, self._photo_tex)):
-            tex.use(unit)
-        self._rect_vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=len(inst))
-        self._drawn_rects = rects
+        for kind in ("fields_multi", "fields_single"):
+            prog = self.programs[kind]
+            if "u_group" in prog:  # unused uniforms are optimized away
+                prog["u_group"].write(groups.tobytes())
+            if "u_has_flow" in prog:
+                prog["u_has_flow"].value = int(has_flow)
+        self._mode = "fields"
+        self._plane_shape = (D, size, size)
         K = np.asarray(K_src, np.float64).reshape(3, 3).copy()
         K[:2] *= size / S
-        self._set_geometry(depths, K, frame_from_mpi, rects)
-        # source rectangle corners, grown by one texel (a bilinear tap reaches 0.5 texel out)
+        # each plane's rectangles where the upsampled alpha may be non-zero (the tile mask)
+        self._set_geometry(depths, K, frame_from_mpi,
+                           _field_rects(alpha8, size, max(1, (TILE * S) // size)))
         self._set_corners()
-
-    def _fields_program(self) -> moderngl.Program:
-        if self._fields_prog is None:
-            self._fields_prog = program(self.ctx, "mpi_fields.vert", "mpi_fields.frag")
-            for unit, name in enumerate(("u_ab", "u_color", "u_flow", "u_photo")):
-                self._fields_prog[name].value = unit
-        return self._fields_prog
 
     def _field_texture(self, name: str, shape: tuple, components: int, dtype: str,
                        array: bool = False):
@@ -546,8 +526,9 @@ class GLRenderer:
         (``"tb"``, first on top, i.e. first in memory) into one framebuffer and return it.
         ``size``: (w, h) of each view, default the renderer's. No readback: the viewer shows
         the framebuffer's texture directly."""
-        if self.planes is None:
-            raise RuntimeError("GLRenderer.set_mpi must be called before rendering")
+        if self._mode is None:
+            raise RuntimeError("GLRenderer.set_mpi or set_fields must be called before "
+                               "rendering")
         if layout not in ("sbs", "tb"):
             raise ValueError(f"layout must be 'sbs' or 'tb', got {layout!r}")
         w, h = self.size if size is None else (int(size[0]), int(size[1]))
@@ -558,14 +539,21 @@ class GLRenderer:
         fbo.clear()  # tiles that no plane reaches are not drawn: transparent black
         # our own state: the context may be shared (rig renders, the viewer's text overlay)
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
-        self.planes.use(0)
-        self.sampler.use(0)
+        fields = self._mode == "fields"
+        if fields:  # the textures' own bilinear, edge-clamped filtering is the upsampling
+            for unit, name in enumerate(("ab", "color", "flow")):
+                self._field_tex[name].use(unit)
+            self._photo_tex.use(3)
+        else:
+            self.planes.use(0)
+            self.sampler.use(0)
         self._set_uniform("u_fb", [fbo.width, fbo.height])
         self._set_uniform("u_view", [w, h])
         for k, (pose, K_tgt) in enumerate(views):
             self._set_uniform("u_origin", [w * k, 0] if layout == "sbs" else [0, h * k])
             tgt_from_src = np.asarray(pose, np.float64) @ self.frame_from_mpi
             for kind, inst in self._set_pose(tgt_from_src, K_tgt, (w, h)).items():
+                kind = f"fields_{kind}" if fields else kind
                 if len(inst) == 0:
                     continue
                 if inst.nbytes > self._tiles[kind].size:
@@ -574,7 +562,8 @@ class GLRenderer:
                 self._tiles[kind].write(inst.tobytes())
                 self._vaos[kind].render(moderngl.TRIANGLE_STRIP, vertices=4,
                                         instances=len(inst))
-        self.sampler.clear(0)
+        if not fields:
+            self.sampler.clear(0)
         return fbo
 
     def render_views(self, views: Sequence[View], layout: str = "sbs",
@@ -619,13 +608,11 @@ class GLRenderer:
         textures = [att for fbo in self._fbos.values() for att in fbo.color_attachments]
         for obj in (*self._fbos.values(), *textures, *self._vaos.values(),
                     *self._tiles.values(), *self.programs.values(), self.sampler,
-                    *self._field_tex.values(), self._photo_tex, self._rect_vao, self._rect_buf,
-                    self._fields_prog):
+                    *self._field_tex.values(), self._photo_tex):
             if obj is not None:
                 obj.release()
         self._fbos, self._vaos, self._tiles, self._field_tex = {}, {}, {}, {}
-        self._photo_tex = self._rect_vao = self._rect_buf = self._fields_prog = None
-        self._photo_key = None
+        self._photo_tex, self._photo_key, self._mode = None, None, None
 
 
 def to_u8(rgba: np.ndarray) -> np.ndarray:

@@ -158,34 +158,46 @@ def load_track(o: JobOptions):
 
 def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6) -> None:
     """Preview PNG: the identity, then for a few frames the centre view, the alpha-weighted
-    depth (near = bright) and the views from 10 degrees left and right of the head (GL)."""
+    depth (near = bright) and the views from 10 degrees left and right of the head (GL). A
+    factored MPI's cells are at its photo's resolution (at most 256 px), the photo first."""
     import jax
     from PIL import Image
 
     from mpitalk import camera, gl, mpi
 
+    cell = min(seq.photo_size, 256) if seq.factored else seq.height
+    K = seq.K_at(cell) if seq.factored else seq.K
     # the frame's depth as seen from its camera; compiled once for all columns (same shapes)
-    depth_at = jax.jit(lambda m, T: mpi.render(m, seq.depths, seq.K, T).depth)
+    depth_at = jax.jit(lambda m, T: mpi.render(m, seq.depths, K, T).depth)
     n = len(seq)
     picks = sorted(set(np.linspace(0, n - 1, min(columns, n)).round().astype(int).tolist()))
     pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
     poses = [np.eye(4, dtype=np.float32)] + [
         camera.orbit_pose(np.float32(np.radians(a)), np.float32(0.0), pivot) for a in (-10, 10)]
-    renderer = gl.GLRenderer(seq.width, seq.height)
+    renderer = gl.GLRenderer(seq.width if not seq.factored else cell, cell)
     near, far = float(seq.depths[-1]), float(seq.depths[0])
     cols = []
     for t in picks:
-        rgba, frame_from_mpi = seq[t], seq.pose(t)
-        renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
-        views = [renderer.render_pose(T)[0] for T in poses]
+        if seq.factored:
+            fields, frame_from_mpi = seq.fields_raw_and_pose(t)
+            renderer.set_fields(fields, seq.photo_u8, seq.depths, seq.K, cell, frame_from_mpi,
+                                seq.plane_groups)
+            rgba = seq.dense(t, cell)
+        else:
+            rgba, frame_from_mpi = seq[t], seq.pose(t)
+            renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
+        views = [renderer.render_pose(T, K)[0] for T in poses]
         depth = np.asarray(depth_at(rgba, frame_from_mpi))
         depth_img = np.clip((1 / depth - 1 / far) / (1 / near - 1 / far), 0, 1)
         cols.append(np.concatenate([views[0], np.repeat(depth_img[..., None], 3, -1), views[1],
                                     views[2]], 0))
+    renderer.release()
     sheet = np.concatenate(cols, 1)
+    if seq.factored:
+        identity = np.asarray(mpi.fit_photo(seq.photo, cell))
     if identity is not None:
-        H = seq.height
-        ident = np.zeros((sheet.shape[0], H, 3), np.float32)
+        H = identity.shape[0]
+        ident = np.zeros((sheet.shape[0], identity.shape[1], 3), np.float32)
         ident[:H] = identity
         sheet = np.concatenate([ident, sheet], 1)
     Image.fromarray(np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)).save(path)

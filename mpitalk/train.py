@@ -41,7 +41,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mpitalk import UserError, camera, checkpoint, diffusion, mpi, run_cli
-from mpitalk.model import PRESETS, Config, MPIModel, build_conditioning, mpi_geometry, sample_mpi
+from mpitalk.model import PRESETS, Config, MPIModel, build_conditioning, mpi_geometry
 
 # ------------------------------------------------------------------------------------------
 # data
@@ -510,7 +510,13 @@ def preview_images(model: MPIModel, preview: dict[str, np.ndarray], steps: int,
                                     "expression", "prev_frame", "has_prev")}
     cond["camera_space"] = np.ones(len(preview["identity"]), np.float32)
     key = jax.random.key(config.seed + 1) if key is None else key
-    rgba = sample_mpi(model, config, preview["identity"], cond, key, steps=steps)
+    from mpitalk.model import sample_fields
+
+    # as the main job stores it: the factored MPI (fields + the identity photo), materialized
+    # (at S here: the training identities are S px)
+    fields = sample_fields(model, config, preview["identity"], cond, key, steps=steps)
+    S = config.image_size
+    rgba = jax.vmap(lambda f, p: mpi.materialize(f, p, S))(fields, jnp.asarray(preview["identity"]))
     depths, K = mpi_geometry(config)
     frame_from_mpi = jnp.asarray(camera.head_motion(preview["expression"][:, 52:],
                                                     preview["identity_expression"][:, 52:]))

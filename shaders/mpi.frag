@@ -17,13 +17,16 @@
 // Tiles that no plane reaches are not drawn; tiles that one plane reaches use the SINGLE_PLANE
 // variant, which samples that plane without a loop.
 //
-// Defines (from gl.program): MAX_PLANES (a multiple of 32, <= 128), SINGLE_PLANE (optional).
+// Defines (from gl.program): MAX_PLANES (a multiple of 32, <= 128), SINGLE_PLANE (optional),
+// FIELDS (optional: the planes of a factored MPI, evaluated from its fields; see below).
 
+#ifndef FIELDS
 uniform sampler2D u_planes;        // the plane atlas: straight RGBA8, plane i (0 = farthest)
                                    // in cell (i % u_cols, i / u_cols) of u_cell texels, inside
                                    // a transparent one-texel border (see gl.py, PlaneAtlas)
 uniform int u_cols;                // cells per atlas row
 uniform ivec2 u_cell;              // cell size: (W + 2, H + 2)
+#endif
 uniform mat3 u_A;                  // R^T K_tgt^-1
 uniform vec3 u_b;                  // R^T t
 uniform mat2 u_Ks;                 // source intrinsics, focal/skew part
@@ -61,11 +64,51 @@ int msb(uint x) {
 // transparent border (texel (x, y) of the plane is texel (x + 1, y + 1) of its cell): the four
 // taps are premultiplied here, then blended, and a sample whose taps all fall outside the
 // bordered plane is zero without reading anything. q indexes the atlas.
+#ifndef FIELDS
 vec4 tap(ivec2 q) {
     vec4 c = texelFetch(u_planes, q, 0);
     return vec4(c.rgb * c.a, c.a);
 }
+#endif
 
+#ifdef FIELDS
+// A factored MPI (mpitalk.mpi.render_fields): plane `layer` is not stored; its premultiplied
+// colour at source pixel uv (in pixels of a dense plane of u_size) is evaluated from the
+// fields, upsampled by the texture units (LINEAR + CLAMP_TO_EDGE at normalized coordinates:
+// bilinear with texel centres at +0.5, edge-clamped, as mpi.upsample_bilinear), and the photo
+// sampled at the pixel's own position plus its group's flow (validity 0 outside the photo):
+//     rgb = b v photo + (1 - b v) colour,  a = alpha.
+// Near the plane's edge the result is scaled by the share of the bilinear taps a dense plane
+// with a transparent border would have inside (so the edges fade as mpi.render's do); the back
+// plane (layer 0) is clamped to its edge instead, as in the dense variant.
+uniform sampler2DArray u_ab;       // (S, S, D) RG: alpha, blend (already times validity)
+uniform sampler2D u_color;         // (S, S) RGB: the predicted colour
+uniform sampler2DArray u_flow;     // (S, S, G) RG float: offset into the photo, photo sides
+uniform sampler2D u_photo;         // the photo (reduced to u_size when larger)
+uniform int u_group[MAX_PLANES];   // flow group of each plane
+uniform int u_has_flow;            // 0: every flow is zero (today's model), skip its fetch
+
+vec4 plane_sample(vec2 uv, int layer) {
+    vec2 size = vec2(u_size);
+    vec2 st = uv - 0.5;                          // texel centres at +0.5
+    if (layer == 0) st = clamp(st, vec2(0.0), size - 1.0);
+    if (any(lessThan(st, vec2(-1.0))) || any(greaterThanEqual(st, size))) {
+        return vec4(0.0);
+    }
+    vec2 inside = clamp(min(st + 1.0, size - st), 0.0, 1.0);
+    vec2 u = (clamp(st, vec2(0.0), size - 1.0) + 0.5) / size;
+    vec2 ab = texture(u_ab, vec3(u, float(layer))).rg;
+    vec3 colour = texture(u_color, u).rgb;
+    vec2 q = u;
+    if (u_has_flow != 0) q += texture(u_flow, vec3(u, float(u_group[layer]))).rg;
+    float v = all(greaterThanEqual(q, vec2(0.0))) && all(lessThanEqual(q, vec2(1.0))) ? 1.0
+                                                                                        : 0.0;
+    float bv = ab.g * v;
+    vec3 rgb = bv * texture(u_photo, q).rgb + (1.0 - bv) * colour;
+    float a = ab.r * inside.x * inside.y;
+    return vec4(rgb * a, a);
+}
+#else
 vec4 plane_sample(vec2 uv, int layer) {
     vec2 st = uv - 0.5;                          // texel centres at +0.5
     if (layer == 0) st = clamp(st, vec2(0.0), vec2(u_size - 1));
@@ -78,6 +121,7 @@ vec4 plane_sample(vec2 uv, int layer) {
     return mix(mix(tap(q), tap(q + ivec2(1, 0)), f.x),
                mix(tap(q + ivec2(0, 1)), tap(q + ivec2(1, 1)), f.x), f.y);
 }
+#endif
 
 void main() {
     vec2 p = gl_FragCoord.xy - u_origin;

@@ -52,13 +52,18 @@ def xvfb_display():
 
 
 def expected_image(seq_dir, frames_rendered, size=None):
-    """mpi.render at the identity pose of the frame shown last; ``size`` (w, h) of the view
-    (default the MPI's own, a factored MPI's photo size)."""
+    """mpi.render at the identity pose of the frame shown last (a factored MPI:
+    mpi.render_fields); ``size`` (w, h) of the view (default the MPI's own, a factored MPI's
+    photo size)."""
     seq = mpi_io.load(seq_dir)
     t = (frames_rendered - 1) % len(seq)
-    if seq.factored:
+    if seq.factored:  # the GL renderer's definition of it: mpi.render_fields
         P = seq.photo_size
-        rgba, K, (w, h) = seq.dense(t, P), seq.K_at(P), (P, P)
+        K_view = seq.K_at(P) if size is None else camera.scale_intrinsics(
+            seq.K_at(P), size[0] / P, size[1] / P)
+        hw = (P, P) if size is None else (size[1], size[0])
+        return np.asarray(mpi.render_fields(seq.fields(t), seq.photo, P, seq.depths, seq.K,
+                                            np.eye(4), K_view, hw, seq.plane_groups).rgb)
     else:
         rgba, K, (w, h) = seq[t], seq.K, (seq.width, seq.height)
     K_view = K
