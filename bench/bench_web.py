@@ -9,7 +9,8 @@ For a factored MPI sequence (``--mpi DIR``; default: the default job's, made wit
   - codec loss: PSNR of the decoded fields and photo against the sequence's own, and of the
     JAX render of the decoded bundle against that of the sequence (what the codec costs in the
     picture);
-  - the page vs the JAX reference render of the decoded bundle (PSNR) at a few frames and poses;
+  - the page vs the JAX reference render of the decoded bundle (PSNR) at a few frames and poses,
+    and vs ``mpi.render_fields`` (the shader's exact twin);
   - the page's frames per second in headless Chromium: playback work (the atlas uploaded from
     the video, two 1024x1024 eyes drawn, synchronised) — WebGL2 on SwiftShader, i.e. a CPU
     figure on this machine; a headset's GPU is another matter.
@@ -146,7 +147,11 @@ def page_checks(site: Path, size: int, n_frames: int) -> dict:
         camera.scale_intrinsics(bundle.K, size / S), (size, size)).rgb)
     server = web.make_server(site, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    out: dict = {"psnr_db": {}}
+    # mpi.render_fields: the shader's exact JAX twin (each plane evaluated where it is sampled)
+    twin_render = jax.jit(lambda fields, pose: mpi.render_fields(
+        fields, bundle.photo, P, bundle.depths, bundle.K, pose,
+        camera.scale_intrinsics(bundle.K, size / S), (size, size), bundle.plane_groups).rgb)
+    out: dict = {"psnr_db": {}, "psnr_twin_db": {}}
     try:
         with browser.Browser() as b:
             page = b.new_page(web.url_of(server, f"?ui=0&size={size}"))
@@ -164,6 +169,9 @@ def page_checks(site: Path, size: int, n_frames: int) -> dict:
                     ref = np.asarray(ref_render(dense, pose @ bundle.poses[t]))
                     mse = float(np.mean((got / 255.0 - ref) ** 2))
                     out["psnr_db"][f"frame {t} {name}"] = 10 * math.log10(1 / max(mse, 1e-12))
+                    twin = np.asarray(twin_render(decoded[t], pose @ bundle.poses[t]))
+                    mse = float(np.mean((got / 255.0 - twin) ** 2))
+                    out["psnr_twin_db"][f"frame {t} {name}"] = 10 * math.log10(1 / max(mse, 1e-12))
             out["face_disparity"] = face_disparity(page, bundle, decoded[0], size)
             ms = page.evaluate(f"window.mpitalk.timeStereo({n_frames}, 1024)", timeout=600)
             out["stereo_2x1024_ms"] = ms
@@ -237,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         v = page["psnr_db"].values()
         rows += [("page vs JAX reference", f"min {min(v):.1f} dB, mean {np.mean(list(v)):.1f} dB "
                                            f"over {len(v)} renders"),
+                 ("page vs mpi.render_fields (its twin)",
+                  f"min {min(page['psnr_twin_db'].values()):.1f} dB"),
                  ("page playback 2x1024x1024",
                   f"{page['stereo_2x1024_ms']:.0f} ms = {page['stereo_2x1024_fps']:.2f} fps "
                   f"({page['renderer']}; CPU figure)"),
