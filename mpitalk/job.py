@@ -6,6 +6,7 @@ A job turns (identity image, expression track or driving video, checkpoint) into
     OUT/mpitalk_LR.mp4       stereo side-by-side video (or _TB for top-bottom), with stereo metadata
     OUT/mpitalk_<path>.mp4   a mono novel-view camera-path video, e.g. mpitalk_orbit.mp4
     OUT/preview.png          contact sheet: identity, frames, depth, views at -10/+10 degrees
+    OUT/web/                 with --web: the WebXR page of the sequence (mpitalk.web)
     OUT/report.json          inputs, settings, per-stage timings, frame count, outputs
 
 Everything is written into a temporary sibling folder and renamed into place when complete, so
@@ -89,6 +90,7 @@ class JobOptions:
     space: str = "reference"  # camera the model makes MPIs in (generate.SPACES)
     prev_mode: str = "anchor"  # earlier frame later clips are conditioned on (generate.PREV_MODES)
     quiet: bool = False  # no progress bars
+    web: bool = False  # also write OUT/web/, the headset page (mpitalk.web; needs format 3)
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> JobOptions:
@@ -375,6 +377,11 @@ def run_job(o: JobOptions) -> dict:
         else:
             identity, mpi_dir = _generate(o, track, tmp, timings, report)
             seq = mpi_io.load(mpi_dir)
+        if o.web:  # before the export: a sequence the page cannot take fails at once
+            from mpitalk import web
+
+            summary = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet)
+            report["web"] = summary | {"out": str(final / "web")}  # not the temporary folder
         t0 = time.perf_counter()
         # eyes: --eye-size, else 512 when generating, else the MPI's own size (a factored one's
         # photo size)

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write a coloured point cloud (.ply) of this frame (default 0)")
     g.add_argument("--crf", type=int, default=d.crf,
                    help="H.264 constant rate factor (lower = better)")
+    g.add_argument("--web", action="store_true",
+                   help="also write OUT/web/: a WebXR page of the sequence for a headset's "
+                        "browser (serve it with python -m mpitalk.web --serve OUT/web)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     p.add_argument("--debug", action="store_true",
                    help="show the full traceback of an unexpected error")
