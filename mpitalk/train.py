@@ -266,18 +266,27 @@ def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, referen
         out = jax.vmap(lambda m, T: mpi.render(m, depths, K, T, K_tgt=K_lo, hw=(S // r, S // r)))(
             rgba, cond["tgt_from_mpi"])
         y01 = y01.reshape(B, S // r, r, S // r, r, 3).mean((2, 4))
-        cover = jax.lax.stop_gradient(out.alpha)[..., None]
-        err = (out.rgb - cover * y01) * 2.0  # premultiplied render vs the covered target
         # only where one rigid head motion explains the frame (the head, in video)
         head = b["loss_mask"].astype(jnp.float32) / 255.0
-        head = head.reshape(B, S // r, r, S // r, r).mean((2, 4))[..., None]
-        mask = cover * head
+        head = head.reshape(B, S // r, r, S // r, r).mean((2, 4))
+        mse = reference_mse(out.rgb, jax.lax.stop_gradient(out.alpha), y01, head)
     else:
         rgb, _ = jax.vmap(mpi.composite)(rgba)
-        mask = jnp.ones(y01.shape[:3] + (1,))
-        err = (rgb - y01) * 2.0
-    mse = jnp.sum(mask * err**2, (1, 2, 3)) / (3.0 * jnp.maximum(jnp.sum(mask, (1, 2, 3)), 1.0))
+        mse = jnp.mean(((rgb - y01) * 2.0) ** 2, (1, 2, 3))
     return diffusion.loss_weight(sigma, config.sigma_data) * mse, mse
+
+
+def reference_mse(rgb: jax.Array, cover: jax.Array, target: jax.Array,
+                  weight: jax.Array) -> jax.Array:
+    """(B,) MSE in [-1,1] units of a reference-camera render against the target, per sample.
+
+    ``rgb`` (B,h,w,3) the render, premultiplied by its coverage ``cover`` (B,h,w) (where the
+    warped planes reach): it is compared with ``cover * target`` (B,h,w,3), weighted by
+    ``cover * weight`` (``weight`` (B,h,w) in [0,1]: the head mask of clips from video, 1 for
+    synthetic ones), and normalised by the total weight."""
+    w = (cover * weight)[..., None]
+    err = (rgb - cover[..., None] * target) * 2.0
+    return jnp.sum(w * err**2, (1, 2, 3)) / (3.0 * jnp.maximum(jnp.sum(w, (1, 2, 3)), 1.0))
 
 
 def loss_fn(model: MPIModel, batch: dict[str, jax.Array], key: jax.Array):
