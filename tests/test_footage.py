@@ -144,6 +144,25 @@ def test_bad_input_is_one_line_and_writes_nothing(built, tmp_path, capsys):
     assert not list(tmp_path.glob(".y.tmp-*")) and not list(tmp_path.glob(".x.tmp-*"))
 
 
+def test_a_short_video_still_gives_a_clip(built, tmp_path):
+    """2.2 s with a face at 10 fps: too short for 12 frames every 2nd plus a val slice, so the
+    plan falls back to every frame, then to no val slice."""
+    found = np.ones(22, bool)
+    tr = footage.VideoTrack("v", built, 10.0, 8, 8, found, np.zeros((22, 478, 2), np.float32),
+                            np.zeros((22, 52), np.float32), np.zeros((22, 3), np.float32))
+    tr.landmarks[:, :, 0] = np.linspace(0, 4, 478)  # any non-degenerate face
+    tr.landmarks[:, :, 1] = np.linspace(0, 4, 478)
+    vp = footage.plan_video(tr, size=16, frames=12, stride=2, test_whole=False, test_tail=0.0,
+                            val_fraction=0.1, seed=0)
+    assert not vp.skipped and vp.stride == 1 and len(vp.clips) == 1
+    assert vp.clips[0].frames == list(range(12))
+    short = footage.VideoTrack("w", built, 10.0, 8, 8, found[:19], tr.landmarks[:19],
+                               tr.blendshapes[:19], tr.rotation[:19])
+    vp = footage.plan_video(short, size=16, frames=12, stride=2, test_whole=False,
+                            test_tail=0.0, val_fraction=0.1, seed=0)
+    assert "too short" in vp.skipped and not vp.clips
+
+
 def test_split_segments_and_windows():
     seg = footage.split_segments(1000, 25.0, False, 0.2, 0.1)
     gap = round(footage.BOUNDARY_GAP_S * 25)
