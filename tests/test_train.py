@@ -18,19 +18,25 @@ from mpitalk import model as M
 CFG = M.micro()
 
 
-def write_fake_dataset(root, clips_per_split=2, size=32, frames=4):
-    """A dataset folder in the docs/dataset.md layout (training keys only), random content."""
+def write_fake_dataset(root, clips_per_split=2, size=32, frames=4, video=False):
+    """A dataset folder in the docs/dataset.md layout (training keys only), random content;
+    ``video``: as ``mpitalk.footage`` writes it (source video, the head mask in target_alpha)."""
     splits = {}
     for i, split in enumerate(("train", "val")):
         names = []
-        for c, clip in enumerate(train.fake_clips(clips_per_split, size, frames, seed=i)):
+        for c, clip in enumerate(train.fake_clips(clips_per_split, size, frames, seed=i,
+                                                  head_mask=video)):
+            if video:
+                clip["target_alpha"] = clip.pop("head_mask")
             name = f"{split}/clip-{i:04d}-{c:02d}.npz"
             (root / split).mkdir(parents=True, exist_ok=True)
             np.savez(root / name, **clip)
             names.append(name)
         splits[split] = names
-    (root / "manifest.json").write_text(json.dumps({"version": 1, "size": size,
-                                                    "splits": splits}))
+    manifest = {"version": 1, "size": size, "splits": splits}
+    if video:
+        manifest["source"] = "video"
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
 
@@ -209,3 +215,72 @@ def test_several_dataset_folders_pool_their_train_splits(tmp_path):
     rc = train.main(["--config", "micro", "--data", str(a), str(tmp_path / "missing"),
                      "--workdir", str(tmp_path / "run2"), "--steps", "1", "--quiet"])
     assert rc == 1  # a missing folder is a one-line error, not a traceback
+
+
+def test_data_weights_draw_each_dataset_in_its_share(tmp_path):
+    groups = [train.fake_clips(1, 32, 2, seed=0), train.fake_clips(9, 32, 2, seed=1)]
+    mix = train.Mix.of(groups, [3, 1])
+    assert mix.weights == (0.75, 0.25) and len(mix) == 10
+    n = 4000
+    share = np.mean([mix.draw(np.random.default_rng((0, k))) is groups[0][0] for k in range(n)])
+    # pooled by clip count the one-clip dataset would give 10 % of the samples; weighted, 75 %
+    assert abs(share - 0.75) < 3 * np.sqrt(0.75 * 0.25 / n)
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0]):
+        with pytest.raises(train.UserError, match="--data-weights"):
+            train.Mix.of(groups, bad)
+
+
+def test_reference_mse_is_a_masked_mean_by_hand():
+    rng = np.random.default_rng(0)
+    rgb, target = rng.random((2, 5, 6, 3)), rng.random((2, 5, 6, 3))
+    cover, head = rng.random((2, 5, 6)), (rng.random((2, 5, 6)) > 0.5).astype(float)
+    got = np.asarray(train.reference_mse(jnp.asarray(rgb), jnp.asarray(cover),
+                                         jnp.asarray(target), jnp.asarray(head)))
+    for i in range(2):
+        num = den = 0.0
+        for y in range(5):
+            for x in range(6):
+                w = cover[i, y, x] * head[i, y, x]
+                for c in range(3):
+                    num += w * (2 * (rgb[i, y, x, c] - cover[i, y, x] * target[i, y, x, c])) ** 2
+                den += 3 * w
+        np.testing.assert_allclose(got[i], num / den, rtol=1e-5)
+    # target pixels outside the head (video: the background, still while the head moves) do
+    # not count
+    moved = np.where(head[..., None] == 0, 1.0 - target, target)
+    np.testing.assert_allclose(train.reference_mse(rgb, cover, moved, head), got, rtol=1e-6)
+
+
+def test_loss_mask_reaches_the_reference_loss_only():
+    clips = train.fake_clips(2, 32, 3, head_mask=True)
+    batch = train.collate([train.make_sample(clips, CFG, k) for k in range(4)])
+    assert batch["loss_mask"].shape == (4, 32, 32)
+    assert set(np.unique(batch["loss_mask"])) == {0, 255}
+    assert (train.make_sample(train.fake_clips(1, 32, 3), CFG, 0)["loss_mask"] == 255).all()
+    model = M.MPIModel(CFG, rngs=nnx.Rngs(0))
+    key = jax.random.key(3)
+    out = {}
+    for value in (0, 255):
+        b = dict(batch, loss_mask=np.full_like(batch["loss_mask"], value))
+        out[value] = train.loss_fn(model, {k: jnp.asarray(v) for k, v in b.items()}, key)[1]
+    assert float(out[0]["mse_reference"]) == 0.0 < float(out[255]["mse_reference"])
+    np.testing.assert_allclose(float(out[0]["mse_target"]), float(out[255]["mse_target"]),
+                               rtol=1e-6)
+
+
+def test_one_training_step_on_a_real_and_synthetic_mix(tmp_path):
+    real = write_fake_dataset(tmp_path / "real", video=True)
+    synthetic = write_fake_dataset(tmp_path / "synth")
+    got = train.load_clips(real, "train")
+    assert "head_mask" in got[0] and "identity_alpha" not in got[0]
+    assert "head_mask" not in train.load_clips(synthetic, "train")[0]
+    rc = train.main(["--config", "micro", "--data", str(real), str(synthetic),
+                     "--data-weights", "0.5", "0.5", "--workdir", str(tmp_path / "run"),
+                     "--steps", "1", "--quiet"])
+    assert rc == 0
+    line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(line["loss"]) and np.isfinite(line["mse_reference"])
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["weights"] == [0.5, 0.5]
+    rc = train.main(["--config", "micro", "--data", str(real), "--data-weights", "0.5", "0.5",
+                     "--workdir", str(tmp_path / "run2"), "--steps", "1", "--quiet"])
+    assert rc == 1
