@@ -163,12 +163,13 @@ def test_audio_length_mismatch_is_one_line_error(plane_mpi, tmp_path, capsys):
 
 
 def test_missing_and_foreign_mpi_folders(tmp_path, capsys):
-    assert render.main(["--mpi", str(tmp_path / "nope"), "--out", str(tmp_path), "--quiet"]) == 1
+    out = tmp_path / "out"  # a new folder: tmp_path holds the foreign folder below
+    assert render.main(["--mpi", str(tmp_path / "nope"), "--out", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such MPI folder" in err
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("hello")
-    assert render.main(["--mpi", str(tmp_path / "foreign"), "--out", str(tmp_path)]) == 1
+    assert render.main(["--mpi", str(tmp_path / "foreign"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not an MPI folder" in err
 
