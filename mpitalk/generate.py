@@ -18,8 +18,10 @@ the photo's pose; and rendering the side views straight from the reference-camer
 than from it moved into the frame's camera (:func:`generate_mpis`, ``mpi.reproject``: exact at
 the frame's view only), is worth about 1 dB at +-10 degrees (README, model status).
 
-The sequence is streamed: frames are yielded (and written by ``mpi_io.save``) one at a time,
-whatever the track's length.
+The sequence is streamed: frames are yielded (and written by ``mpi_io.save`` /
+``mpi_io.save_factored``) one at a time, whatever the track's length. :func:`generate_fields`
+yields each reference-space MPI as its fields (the factored MPI, ``mpi.materialize``), which the
+main job stores with the photo at full resolution (``mpi_io`` version 3).
 """
 
 from __future__ import annotations
@@ -79,7 +81,11 @@ def mpi_geometry(config) -> tuple[np.ndarray, np.ndarray]:
 def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
                      info: dict | None = None) -> np.ndarray:
     """The identity image as (size,size,3) float32 in [0,1]: face-cropped and roll-aligned with
-    ``face.crop_portrait`` unless ``crop`` is False (then centre-cropped to a square)."""
+    ``face.crop_portrait`` unless ``crop`` is False (then centre-cropped to a square). The crop
+    window does not depend on ``size`` (the face's landmarks fix it), so the model's S-px input
+    and the full-resolution photo of a factored MPI come from one call each with their sizes.
+    ``info`` (optional dict) receives the crop's facts, ``side_px`` the window's side in the
+    image's own pixels (what resolution the photo really holds)."""
     from PIL import Image
 
     from mpitalk import face
@@ -90,12 +96,14 @@ def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
                                             shift_down=CROP_SHIFT_DOWN)
         if info is not None:
             info.update({"faces_found": crop_info.num_faces, "roll_deg": crop_info.roll_deg,
-                         "padded": crop_info.padded})
+                         "padded": crop_info.padded, "side_px": crop_info.side_px})
     else:
         h, w = img.shape[:2]
         s = min(h, w)
         sq = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
         out = np.asarray(Image.fromarray(sq).resize((size, size), Image.LANCZOS))
+        if info is not None:
+            info["side_px"] = float(s)
     return np.asarray(out, dtype=np.float32)[..., :3] / 255.0
 
 
@@ -183,6 +191,46 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
     """
     from mpitalk.model import sample_mpi
 
+    yield from _generate(sample_mpi, lambda rgba: rgba, model, config, identity, track,
+                         seed=seed, steps=steps, sampler=sampler, batch_size=batch_size,
+                         progress=progress, timings=timings, identity_info=identity_info,
+                         prev_mode=prev_mode, space=space)
+
+
+def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
+                    **kw) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Yield ``(fields, frame_from_mpi)`` per track frame: the factored MPI of each frame
+    (``alpha``, ``blend`` (D,S,S), ``color`` (S,S,3), ``flow`` (1,S,S,2) float32; see
+    ``mpi.materialize``), made in the identity photo's camera, and its pose in the frame. The
+    same sampling as :func:`generate_frames` (same arguments; ``space`` must be
+    ``"reference"``): ``mpi.materialize(fields, identity, S)`` is its rgba; with the photo at a
+    higher resolution (the same crop window, ``prepare_identity(image, P)``) the copied pixels
+    are that sharp (``mpi_io.save_factored`` stores this)."""
+    from mpitalk.model import sample_fields
+
+    if kw.get("space", "reference") != "reference":
+        raise ValueError("factored MPIs are made in the photo's camera (space='reference'); "
+                         "target-space generation writes dense MPIs (generate_frames)")
+    S = config.image_size
+    ident = np.asarray(identity, np.float32)
+
+    def to_dense(fields):  # the batch's dense MPIs at S (for the earlier-frame condition)
+        return np.stack([np.asarray(_materialize(f, ident, S)) for f in fields])
+
+    yield from _generate(sample_fields, to_dense, model, config, identity, track, **kw)
+
+
+_materialize = jax.jit(mpi.materialize, static_argnums=2)
+
+
+def _generate(sample, to_dense, model, config, identity: np.ndarray, track: controls.Track, *,
+              seed: int = 0, steps: int = 8, sampler: str = "euler", batch_size: int = 4,
+              progress: bool = False, timings: Timings | None = None,
+              identity_info: dict[str, np.ndarray] | None = None,
+              prev_mode: str = "anchor", space: str = "reference"):
+    """The clip loop of :func:`generate_frames` / :func:`generate_fields`: ``sample`` is
+    ``sample_mpi`` or ``sample_fields``, ``to_dense`` turns a list of its per-frame outputs
+    into their (n,D,S,S,4) dense MPIs."""
     S = config.image_size
     if identity.shape != (S, S, 3):
         raise ValueError(f"identity must be ({S},{S},3), got {identity.shape}")
@@ -211,8 +259,13 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
         cond["camera_space"] = np.full((n,), float(space == "reference"), np.float32)
         t1 = time.perf_counter()
         ident = np.broadcast_to(identity, (n, S, S, 3)).astype(np.float32)
-        rgba = np.asarray(sample_mpi(model, config, ident, cond, key, steps=steps,
-                                     sampler=sampler))
+        out = sample(model, config, ident, cond, key, steps=steps, sampler=sampler)
+        # one frame per entry: rgba (D,S,S,4) or a fields dict
+        if isinstance(out, dict):
+            out = {k: np.asarray(v) for k, v in out.items()}
+            items = [{k: v[i] for k, v in out.items()} for i in range(n)]
+        else:
+            items = list(np.asarray(out))
         if space == "reference":
             frame_from_mpi = camera.head_motion(cond["expression"][:, 52:],
                                                 reference_pose(identity_info)).astype(np.float32)
@@ -223,10 +276,10 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
         timings.add("sampling_s", t2 - t1)
         if prev_mode == "chain" or (prev_mode == "anchor" and start == 0):
             # the clip's last frame, seen from its own camera
-            last = _render(rgba[-1], depths, K, frame_from_mpi[-1]).rgb
+            last = _render(to_dense(items[-1:])[0], depths, K, frame_from_mpi[-1]).rgb
             prev = np.clip(np.asarray(last), 0.0, 1.0)
             has_prev = 1.0
-        yield from zip(rgba, frame_from_mpi, strict=True)
+        yield from zip(items, frame_from_mpi, strict=True)
         bar.update(n)
     bar.close()
 

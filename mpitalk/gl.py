@@ -15,10 +15,16 @@ pose, each rectangle is projected into the target and its bounding box marks the
 may touch, giving a small per-target-tile bit mask over planes. Target tiles are drawn as
 instanced quads carrying their mask; tiles that one plane reaches use a loop-free shader variant.
 
-The planes are uploaded as they come (RGBA8, straight alpha) into a texture array with a
-transparent one-texel border; the shader premultiplies each of the four bilinear taps before
-blending them, which is ``mpi.render``'s "premultiply, then interpolate" exactly, and saves the
-upload a pass over every texel (~30 ms instead of ~200 ms for 32 planes of 512x512 here).
+The planes live in one 2-D texture, the plane atlas (RGBA8, straight alpha): plane i in cell
+(i % cols, i // cols), each inside a transparent one-texel border; the shader premultiplies each
+of the four bilinear taps before blending them, which is ``mpi.render``'s "premultiply, then
+interpolate" exactly, and saves the upload a pass over every texel. A dense MPI is uploaded as
+it comes (:meth:`GLRenderer.set_mpi`). A factored MPI (``mpi_io`` version 3: low-resolution
+fields and the full-resolution photo, :func:`mpitalk.mpi.materialize`) is uploaded as its small
+field textures and the photo, and a first pass (``shaders/mpi_fields.*``) materializes the dense
+planes at the output size straight into the atlas, on the GPU, only where a plane may hold
+something (:meth:`GLRenderer.set_fields`); a 2-D texture rather than a texture array because a
+framebuffer can draw into it.
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ def context() -> moderngl.Context:
 MAX_PLANES = 128  # planes per MPI: four 32-bit words of tile mask (shaders/mpi.frag)
 TILE = 16  # tile size in pixels, both for source occupancy and for the target tile mask
 _TILE_DTYPE = np.dtype([("tile", "<i4", 3), ("mask", "<u4", 4)])  # mpi.vert's instance data
+_RECT_DTYPE = np.dtype([("rect", "<i4", 4), ("plane", "<i4", 2)])  # mpi_fields.vert's
 _Z_MIN = 1e-6  # target z below which a projected corner counts as behind the camera
 
 # (view_from_frame (4,4), K_view (3,3)) of one rendered view; the frame's camera is the MPI's own
@@ -144,6 +151,40 @@ def _occupied_rects(rgba_u8: np.ndarray, tile: int) -> np.ndarray:
     return rects.astype(np.int64)
 
 
+def _field_rects(alpha_u8: np.ndarray, size: int, tile: int) -> np.ndarray:
+    """Rectangles (N,5) ``(plane, x0, y0, x1, y1)`` in pixels of a dense plane of ``size``
+    px covering everywhere the bilinearly upsampled ``alpha_u8`` (D,S,S) may be non-zero: the
+    S-px tiles (``tile`` texels) with any alpha > 0, as runs along tile rows, grown by one S
+    texel each side (the reach of the upsampling), scaled to ``size`` and rounded outwards."""
+    D, S, _ = alpha_u8.shape
+    th = -(-S // tile)
+    a = alpha_u8 if S == th * tile else np.pad(alpha_u8, ((0, 0), (0, th * tile - S),
+                                                          (0, th * tile - S)))
+    occ = a.reshape(D, th, tile, th, tile).max(axis=4).max(axis=2) > 0
+    edges = np.diff(np.pad(occ.astype(np.int8), ((0, 0), (0, 0), (1, 1))), axis=2)
+    d0, r0, c0 = np.nonzero(edges == 1)
+    _, _, c1 = np.nonzero(edges == -1)
+    scale = size / S
+    lo = np.floor((np.stack([c0, r0], 1) * tile - 1) * scale)
+    hi = np.ceil((np.stack([np.minimum(c1 * tile, S), np.minimum((r0 + 1) * tile, S)], 1) + 1)
+                 * scale)
+    rects = np.concatenate([d0[:, None], np.clip(lo, 0, size), np.clip(hi, 0, size)], 1)
+    return rects.astype(np.int64)
+
+
+def atlas_layout(num_planes: int, width: int, height: int, max_size: int) -> tuple[int, int]:
+    """(cols, rows) of a near-square plane atlas of bordered (width+2, height+2) cells that
+    fits ``max_size`` texels a side; ValueError when it cannot."""
+    cw, ch = width + 2, height + 2
+    cols = max(1, min(num_planes, int(np.ceil(np.sqrt(num_planes * ch / cw)))))
+    cols = min(cols, max_size // cw) if cw <= max_size else 0
+    rows = -(-num_planes // cols) if cols else 0
+    if not cols or rows * ch > max_size:
+        raise ValueError(f"{num_planes} planes of {width}x{height} do not fit this GL's "
+                         f"{max_size}-texel textures; render smaller")
+    return cols, rows
+
+
 def _tile_runs(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Instance data (mpi.vert) for the maximal runs of equal non-zero ``key`` (th,tw) along
     each tile row: first column, row, length, and the run's plane mask."""
@@ -189,8 +230,19 @@ class GLRenderer:
                                         border_color=(0.0, 0.0, 0.0, 0.0))
         for prog in self.programs.values():
             prog["u_planes"].value = 0
-        self.planes: moderngl.TextureArray | None = None
+        self.planes: moderngl.Texture | None = None  # the plane atlas
+        self._atlas_fbo: moderngl.Framebuffer | None = None
         self._plane_shape = (0, 0, 0)
+        self._cols = 1
+        self._max_texture = int(self.ctx.info["GL_MAX_TEXTURE_SIZE"])
+        # the factored MPI: its program, field textures (by shape), photo (by source and size)
+        self._fields_prog: moderngl.Program | None = None
+        self._field_tex: dict[str, moderngl.Texture | moderngl.TextureArray] = {}
+        self._photo_tex: moderngl.Texture | None = None
+        self._photo_key: tuple | None = None
+        self._rect_buf: moderngl.Buffer | None = None
+        self._rect_vao: moderngl.VertexArray | None = None
+        self._drawn_rects = np.zeros((0, 5), np.int64)  # atlas areas the last set_fields drew
         self._fbos: dict[tuple[int, int, str], moderngl.Framebuffer] = {}
         self.depths = np.zeros(0)
         self.K_src = np.eye(3)
@@ -203,34 +255,192 @@ class GLRenderer:
         """Upload an MPI: ``rgba`` (D,H,W,4) straight alpha, back to front, float in [0,1] or
         uint8; ``depths`` (D,) metres; ``K_src`` (3,3); ``frame_from_mpi`` (4,4) the pose of
         the MPI's camera in the frame's (``mpi_io``; default the identity). Stored as RGBA8,
-        straight alpha."""
+        straight alpha, in the plane atlas."""
         rgba = np.asarray(rgba)
         D, H, W, C = rgba.shape
         if C != 4 or not 1 <= D <= MAX_PLANES:
             raise ValueError(f"rgba must be (D<={MAX_PLANES},H,W,4), got {rgba.shape}")
         straight = to_u8(rgba)  # premultiplied per bilinear tap in the shader
-        if self.planes is None or self._plane_shape != (D, H, W):
-            if self.planes is not None:
-                self.planes.release()
-            # a one-texel transparent border round each plane (see plane_sample in mpi.frag),
-            # zeroed once here; uploads write the interior only
-            self.planes = self.ctx.texture_array((W + 2, H + 2, D), 4, dtype="f1",
-                                                 data=bytes((W + 2) * (H + 2) * D * 4))
-            self._plane_shape = (D, H, W)
-        self.planes.write(np.ascontiguousarray(straight), viewport=(1, 1, 0, W, H, D))
+        self._atlas(D, H, W)
+        for i in range(D):
+            x, y = self._cell_origin(i)
+            self.planes.write(np.ascontiguousarray(straight[i]), viewport=(x + 1, y + 1, W, H))
+        self._drawn_rects = np.zeros((0, 5), np.int64)
+        self._set_geometry(depths, K_src, frame_from_mpi, _occupied_rects(straight, TILE))
+        self._set_corners()
+
+    def _atlas(self, D: int, H: int, W: int) -> None:
+        """(Re)allocate the plane atlas for D planes of H x W: a one-texel transparent border
+        round each plane (see plane_sample in mpi.frag), zeroed here; uploads and the fields
+        pass write the interiors only."""
+        if self.planes is not None and self._plane_shape == (D, H, W):
+            return
+        self._release_atlas()
+        cols, rows = atlas_layout(D, W, H, self._max_texture)
+        size = (cols * (W + 2), rows * (H + 2))
+        self.planes = self.ctx.texture(size, 4, dtype="f1", data=bytes(size[0] * size[1] * 4))
+        self._atlas_fbo = None
+        self._plane_shape, self._cols = (D, H, W), cols
+        self._drawn_rects = np.zeros((0, 5), np.int64)
+        for prog in self.programs.values():
+            prog["u_cols"].value = cols
+            prog["u_cell"].value = (W + 2, H + 2)
+
+    def _release_atlas(self) -> None:
+        if self._atlas_fbo is not None:
+            self._unbind(self._atlas_fbo)
+            self._atlas_fbo.release()
+            self._atlas_fbo = None
+        if self.planes is not None:
+            self.planes.release()
+            self.planes = None
+
+    def _unbind(self, fbo: moderngl.Framebuffer) -> None:
+        # moderngl rebinds the current framebuffer after creating one: never leave it on a
+        # deleted one (a standalone context has no screen; framebuffer 0 is always valid)
+        if self.ctx.fbo is fbo:
+            (self.ctx.screen or self.ctx.detect_framebuffer(0)).use()
+
+    def _cell_origin(self, i: int) -> tuple[int, int]:
+        D, H, W = self._plane_shape
+        return (i % self._cols) * (W + 2), (i // self._cols) * (H + 2)
+
+    def _set_geometry(self, depths, K_src, frame_from_mpi, rects: np.ndarray) -> None:
+        D = self._plane_shape[0]
         self.depths = np.asarray(depths, dtype=np.float64).reshape(D)
         self.K_src = np.asarray(K_src, dtype=np.float64).reshape(3, 3)
         self.frame_from_mpi = (np.eye(4) if frame_from_mpi is None
                                else np.asarray(frame_from_mpi, dtype=np.float64).reshape(4, 4))
-        self._rects = _occupied_rects(straight, TILE)
-        # source rectangle corners, grown by one texel (a bilinear tap reaches 0.5 texel out),
-        # as points on their planes in the source camera frame: (N,4,3)
+        self._rects = rects
+
+    def _set_corners(self) -> None:
+        """Source rectangle corners, grown by one texel (a bilinear tap reaches 0.5 texel out),
+        as points on their planes in the source camera frame: (N,4,3)."""
         p, x0, y0, x1, y1 = (self._rects[:, k].astype(np.float64) for k in range(5))
         xs = np.stack([x0 - 1, x1 + 1, x1 + 1, x0 - 1], axis=1)
         ys = np.stack([y0 - 1, y0 - 1, y1 + 1, y1 + 1], axis=1)
         pix = np.stack([xs, ys, np.ones_like(xs)], axis=-1)
         rays = pix @ np.linalg.inv(self.K_src).T
         self._corners = rays * self.depths[self._rects[:, 0]][:, None, None]
+
+    def set_fields(self, fields: dict, photo: np.ndarray, depths: np.ndarray,
+                   K_src: np.ndarray, size: int, frame_from_mpi: np.ndarray | None = None,
+                   plane_groups: np.ndarray | None = None) -> None:
+        """Upload a factored MPI and materialize it at ``size`` px on the GPU (the GL twin of
+        :func:`mpitalk.mpi.materialize`; tests hold the two equal); then render as after
+        :meth:`set_mpi`.
+
+        fields: ``alpha``, ``blend`` (D,S,S), ``color`` (S,S,3), uint8 or float in [0,1];
+        ``flow`` (G,S,S,2) float (``mpi_io`` stores these). photo: (P,P,3) uint8 or float, the
+        sequence's photo (uploaded once while the same array and size come back; reduced with
+        :func:`mpitalk.mpi.fit_photo` when ``size < P``). K_src: (3,3) at S; the renderer's
+        ``K_src`` becomes K at ``size``. Only the rectangles of each plane where the upsampled
+        alpha may be non-zero are drawn (and those the previous call drew, so none keeps an old
+        value); the rest of the atlas stays transparent.
+        """
+        alpha8, blend8, color8 = (to_u8(np.asarray(fields[k])) for k in ("alpha", "blend",
+                                                                           "color"))
+        flow = np.ascontiguousarray(np.asarray(fields["flow"], np.float32))
+        D, S, _ = alpha8.shape
+        G = flow.shape[0]
+        if not 1 <= D <= MAX_PLANES or blend8.shape != (D, S, S) or color8.shape != (S, S, 3) \
+                or flow.shape != (G, S, S, 2):
+            raise ValueError(f"fields must be alpha/blend (D<={MAX_PLANES},S,S), color (S,S,3), "
+                             f"flow (G,S,S,2); got {alpha8.shape}, {blend8.shape}, "
+                             f"{color8.shape}, {flow.shape}")
+        groups = (np.zeros(D, np.int32) if plane_groups is None
+                  else np.asarray(plane_groups, np.int32).reshape(D))
+        size = int(size)
+        if self._plane_shape != (D, size, size):
+            self._drawn_rects = np.zeros((0, 5), np.int64)
+        self._atlas(D, size, size)
+        prog = self._fields_program()
+        ab = self._field_texture("ab", (S, S, D), 2, "f1", array=True)
+        ab.write(np.ascontiguousarray(np.stack([alpha8, blend8], -1)))
+        col = self._field_texture("color", (S, S), 4, "f1")
+        col.write(np.ascontiguousarray(np.concatenate(
+            [color8, np.full((S, S, 1), 255, np.uint8)], -1)))
+        fl = self._field_texture("flow", (S, S, G), 2, "f4", array=True)
+        fl.write(flow)
+        self._upload_photo(photo, size)
+        # the fields pass: each rectangle that may hold something now or held something before
+        rects = _field_rects(alpha8, size, max(1, (TILE * S) // size))
+        draw = np.concatenate([rects, self._drawn_rects])
+        inst = np.empty(len(draw), _RECT_DTYPE)
+        inst["rect"] = draw[:, 1:]
+        inst["plane"] = np.stack([draw[:, 0], groups[draw[:, 0]]], 1)
+        if self._atlas_fbo is None:
+            self._atlas_fbo = self.ctx.framebuffer([self.planes])
+        if self._rect_buf is None or inst.nbytes > self._rect_buf.size:
+            if self._rect_buf is not None:
+                self._rect_vao.release()
+                self._rect_buf.release()
+            self._rect_buf = self.ctx.buffer(reserve=max(inst.nbytes, 1024) * 2, dynamic=True)
+            self._rect_vao = self.ctx.vertex_array(
+                prog, [(self._rect_buf, "4i 2i/i", "in_rect", "in_plane")])
+        self._rect_buf.write(inst.tobytes())
+        self._atlas_fbo.use()
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
+        prog["u_fb"].value = self.planes.size
+        prog["u_cols"].value = self._cols
+        prog["u_cell"].value = (size + 2, size + 2)
+        prog["u_dense"].value = float(size)
+        for unit, tex in enumerate((ab, col, fl, self._photo_tex)):
+            tex.use(unit)
+        self._rect_vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=len(inst))
+        self._drawn_rects = rects
+        K = np.asarray(K_src, np.float64).reshape(3, 3).copy()
+        K[:2] *= size / S
+        self._set_geometry(depths, K, frame_from_mpi, rects)
+        # source rectangle corners, grown by one texel (a bilinear tap reaches 0.5 texel out)
+        self._set_corners()
+
+    def _fields_program(self) -> moderngl.Program:
+        if self._fields_prog is None:
+            self._fields_prog = program(self.ctx, "mpi_fields.vert", "mpi_fields.frag")
+            for unit, name in enumerate(("u_ab", "u_color", "u_flow", "u_photo")):
+                self._fields_prog[name].value = unit
+        return self._fields_prog
+
+    def _field_texture(self, name: str, shape: tuple, components: int, dtype: str,
+                       array: bool = False):
+        """A field texture of that shape, bilinear and clamped to its edge (the upsampling of
+        ``mpi.materialize``), reused while the shape stays."""
+        tex = self._field_tex.get(name)
+        key = (shape, components, dtype)
+        if tex is None or getattr(tex, "_mpitalk_key", None) != key:
+            if tex is not None:
+                tex.release()
+            make = self.ctx.texture_array if array else self.ctx.texture
+            tex = make(shape, components, dtype=dtype)
+            tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            tex.repeat_x = tex.repeat_y = False  # CLAMP_TO_EDGE
+            tex._mpitalk_key = key
+            self._field_tex[name] = tex
+        return tex
+
+    def _upload_photo(self, photo: np.ndarray, size: int) -> None:
+        """The photo texture (RGBA8, bilinear, edge-clamped) for dense planes of ``size``; kept
+        while the same photo array and size come back (a sequence has one photo)."""
+        key = (id(photo), photo.shape, size)
+        if self._photo_tex is not None and self._photo_key == key:
+            return
+        img = np.asarray(photo)
+        if img.shape[0] > size:
+            from mpitalk import mpi  # JAX: only for a photo larger than the output
+
+            src = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
+            img = np.asarray(mpi.fit_photo(src, size))
+        img8 = to_u8(img)
+        P = img8.shape[0]
+        if self._photo_tex is not None:
+            self._photo_tex.release()
+        self._photo_tex = self.ctx.texture((P, P), 4, np.ascontiguousarray(np.concatenate(
+            [img8, np.full((P, P, 1), 255, np.uint8)], -1)), dtype="f1")
+        self._photo_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self._photo_tex.repeat_x = self._photo_tex.repeat_y = False
+        self._photo_key = key
+        self._photo_ref = photo  # keeps id(photo) from being reused while cached
 
     # ---- per pose ------------------------------------------------------------------------
 
@@ -403,16 +613,19 @@ class GLRenderer:
 
     def release(self) -> None:
         """Free the GL objects (the context itself is not released)."""
-        if any(self.ctx.fbo is fbo for fbo in self._fbos.values()):
-            # moderngl rebinds the current framebuffer after creating one: never leave it on a
-            # deleted one (a standalone context has no screen; framebuffer 0 is always valid)
-            (self.ctx.screen or self.ctx.detect_framebuffer(0)).use()
+        for fbo in self._fbos.values():
+            self._unbind(fbo)
+        self._release_atlas()
         textures = [att for fbo in self._fbos.values() for att in fbo.color_attachments]
-        for obj in (self.planes, *self._fbos.values(), *textures, *self._vaos.values(),
-                    *self._tiles.values(), *self.programs.values(), self.sampler):
+        for obj in (*self._fbos.values(), *textures, *self._vaos.values(),
+                    *self._tiles.values(), *self.programs.values(), self.sampler,
+                    *self._field_tex.values(), self._photo_tex, self._rect_vao, self._rect_buf,
+                    self._fields_prog):
             if obj is not None:
                 obj.release()
-        self.planes, self._fbos, self._vaos, self._tiles = None, {}, {}, {}
+        self._fbos, self._vaos, self._tiles, self._field_tex = {}, {}, {}, {}
+        self._photo_tex = self._rect_vao = self._rect_buf = self._fields_prog = None
+        self._photo_key = None
 
 
 def to_u8(rgba: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ LAYOUTS = ("sbs", "tb")
 SPACES = ("reference", "target")  # camera the model makes each MPI in (mpitalk.generate)
 PREV_MODES = ("anchor", "chain", "none")  # earlier frame later clips are conditioned on
 POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
+DEFAULT_EYE_SIZE = 512  # pixels per eye when generating (and the factored MPI's photo size)
 
 
 @dataclass
@@ -155,34 +156,46 @@ def load_track(o: JobOptions):
 
 def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6) -> None:
     """Preview PNG: the identity, then for a few frames the centre view, the alpha-weighted
-    depth (near = bright) and the views from 10 degrees left and right of the head (GL)."""
+    depth (near = bright) and the views from 10 degrees left and right of the head (GL). A
+    factored MPI's cells are at its photo's resolution (at most 256 px), the photo first."""
     import jax
     from PIL import Image
 
     from mpitalk import camera, gl, mpi
 
+    cell = min(seq.photo_size, 256) if seq.factored else seq.height
+    K = seq.K_at(cell) if seq.factored else seq.K
     # the frame's depth as seen from its camera; compiled once for all columns (same shapes)
-    depth_at = jax.jit(lambda m, T: mpi.render(m, seq.depths, seq.K, T).depth)
+    depth_at = jax.jit(lambda m, T: mpi.render(m, seq.depths, K, T).depth)
     n = len(seq)
     picks = sorted(set(np.linspace(0, n - 1, min(columns, n)).round().astype(int).tolist()))
     pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
     poses = [np.eye(4, dtype=np.float32)] + [
         camera.orbit_pose(np.float32(np.radians(a)), np.float32(0.0), pivot) for a in (-10, 10)]
-    renderer = gl.GLRenderer(seq.width, seq.height)
+    renderer = gl.GLRenderer(seq.width if not seq.factored else cell, cell)
     near, far = float(seq.depths[-1]), float(seq.depths[0])
     cols = []
     for t in picks:
-        rgba, frame_from_mpi = seq[t], seq.pose(t)
-        renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
-        views = [renderer.render_pose(T)[0] for T in poses]
+        if seq.factored:
+            fields, frame_from_mpi = seq.fields_raw_and_pose(t)
+            renderer.set_fields(fields, seq.photo_u8, seq.depths, seq.K, cell, frame_from_mpi,
+                                seq.plane_groups)
+            rgba = seq.dense(t, cell)
+        else:
+            rgba, frame_from_mpi = seq[t], seq.pose(t)
+            renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
+        views = [renderer.render_pose(T, K)[0] for T in poses]
         depth = np.asarray(depth_at(rgba, frame_from_mpi))
         depth_img = np.clip((1 / depth - 1 / far) / (1 / near - 1 / far), 0, 1)
         cols.append(np.concatenate([views[0], np.repeat(depth_img[..., None], 3, -1), views[1],
                                     views[2]], 0))
+    renderer.release()
     sheet = np.concatenate(cols, 1)
+    if seq.factored:
+        identity = np.asarray(mpi.fit_photo(seq.photo, cell))
     if identity is not None:
-        H = seq.height
-        ident = np.zeros((sheet.shape[0], H, 3), np.float32)
+        H = identity.shape[0]
+        ident = np.zeros((sheet.shape[0], identity.shape[1], 3), np.float32)
         ident[:H] = identity
         sheet = np.concatenate([ident, sheet], 1)
     Image.fromarray(np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)).save(path)
@@ -211,7 +224,10 @@ def run_job(o: JobOptions) -> dict:
             identity, mpi_dir = _generate(o, tmp, timings, report)
             seq = mpi_io.load(mpi_dir)
         t0 = time.perf_counter()
-        eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else 512)
+        # eyes: --eye-size, else 512 when generating, else the MPI's own size (a factored one's
+        # photo size)
+        eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else
+                                                              DEFAULT_EYE_SIZE)
         outputs = video.export_mpi_sequence(
             mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
             convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
@@ -257,17 +273,32 @@ def _generate(o: JobOptions, tmp: Path, timings: dict, report: dict):
         track = generate.relative_to_identity(track, identity_info)
     timings["track_s"] = time.perf_counter() - t0
     report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
+    identity_report = report["identity"]
     report["track"] = {"frames": len(track), "fps": track.fps,
                        "seconds": len(track) / track.fps}
     stages = generate.Timings()
     t0 = time.perf_counter()
-    # each MPI stays in the camera it was made in, with its pose in the frame (mpi_io v2)
-    frames = generate.generate_frames(model, config, identity, track, seed=o.seed,
-                                      steps=o.steps, sampler=o.sampler,
-                                      batch_size=o.batch_size, progress=not o.quiet,
-                                      timings=stages, identity_info=identity_info,
-                                      prev_mode=o.prev_mode, space=o.space)
-    mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
+    # each MPI stays in the camera it was made in, with its pose in the frame; in the photo's
+    # camera as its fields + the photo at the eyes' resolution (mpi_io v3), in the target
+    # camera dense (v2: its copy source is the photo's plane sweep, not the photo)
+    kw = dict(seed=o.seed, steps=o.steps, sampler=o.sampler, batch_size=o.batch_size,
+              progress=not o.quiet, timings=stages, identity_info=identity_info,
+              prev_mode=o.prev_mode, space=o.space)
+    if o.space == "reference":
+        photo_size = o.eye_size if o.eye_size is not None else DEFAULT_EYE_SIZE
+        photo_info: dict = {}
+        photo = generate.prepare_identity(o.identity, photo_size, crop=not o.no_crop,
+                                          info=photo_info)
+        held = photo_info.get("side_px")
+        if held is not None and photo_size > held:
+            print(f"note: {o.identity} holds {held:.0f} px across the face crop; eyes of "
+                  f"{photo_size} px are upsampled from it")
+        identity_report.update(photo_size=photo_size, photo_holds_px=held)
+        frames = generate.generate_fields(model, config, identity, track, **kw)
+        mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps)
+    else:
+        frames = generate.generate_frames(model, config, identity, track, **kw)
+        mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
     timings["generate_s"] = time.perf_counter() - t0
     timings.update({f"generate_{k}": v for k, v in stages.stages.items()})
     return identity, mpi_dir

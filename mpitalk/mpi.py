@@ -327,3 +327,103 @@ def alpha_weighted_depth(rgba: jax.Array, depths: jax.Array) -> jax.Array:
     """(H,W) expected depth of the MPI seen from its own camera: sum w_i d_i / sum w_i."""
     w = over_weights(jnp.asarray(rgba)[..., 3])
     return jnp.sum(w * jnp.asarray(depths)[:, None, None], 0) / jnp.maximum(jnp.sum(w, 0), _EPS)
+
+
+# --------------------------------------------------------------------------------------------
+# The factored MPI: the model's low-resolution fields + the photo at full resolution
+
+FIELD_KEYS = ("alpha", "blend", "color", "flow")
+UPSAMPLE_METHODS = ("bilinear",)
+
+
+def interp_matrix(n_in: int, n_out: int) -> jax.Array:
+    """(n_out, n_in) weights of 1-D bilinear resampling with texel centres at +0.5, edges
+    clamped: output texel j reads the input at x = (j + 0.5) n_in / n_out (continuous pixel
+    coordinates), clamped to [0.5, n_in - 0.5]. ``n_in == n_out`` gives the identity exactly."""
+    import numpy as np  # static shapes: built on the host, a constant under jit
+
+    x = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1.0)
+    i0 = np.floor(x).astype(np.int64)
+    f = x - i0
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = np.zeros((n_out, n_in), np.float32)
+    np.add.at(w, (np.arange(n_out), i0), 1.0 - f)
+    np.add.at(w, (np.arange(n_out), i1), f)
+    return jnp.asarray(w)
+
+
+def upsample_bilinear(field: jax.Array, size: int) -> jax.Array:
+    """A field (..., S, S, C) resampled to (..., size, size, C), bilinear, texel centres at
+    +0.5, edge-clamped (the ``upsample`` of :func:`materialize`)."""
+    field = jnp.asarray(field, jnp.float32)
+    A_y = interp_matrix(field.shape[-3], size)
+    A_x = interp_matrix(field.shape[-2], size)
+    # HIGHEST: accelerators would otherwise multiply float32 in reduced precision (TF32/bf16)
+    return jnp.einsum("ys,...stc,xt->...yxc", A_y, field, A_x,
+                      precision=lax.Precision.HIGHEST)
+
+
+def fit_photo(photo: jax.Array, size: int) -> jax.Array:
+    """The photo (P,P,3) as :func:`materialize` samples it for an output of ``size`` px: as it
+    is when ``size >= P``; reduced to (size,size,3) with an antialiased triangle filter when
+    smaller (a point-sampled reduction would alias)."""
+    photo = jnp.asarray(photo, jnp.float32)
+    if photo.shape[0] <= size:
+        return photo
+    return jax.image.resize(photo, (size, size, photo.shape[2]), "linear", antialias=True)
+
+
+def sample_photo(photo: jax.Array, xy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The photo (P,P,3) sampled bilinearly at continuous pixel coordinates ``xy`` (...,2),
+    clamped to its edge texels, and the validity (...) : 1 where ``xy`` lies inside [0,P]^2,
+    0 outside (nothing to copy there)."""
+    P = photo.shape[0]
+    inside = jnp.all((xy >= 0.0) & (xy <= P), axis=-1).astype(jnp.float32)
+    # clamped to the texel centres, so every tap that carries weight is a real texel
+    return bilinear_zero(photo, jnp.clip(xy, 0.5, P - 0.5)), inside
+
+
+def materialize(fields: dict, photo: jax.Array, size: int, plane_groups=None,
+                upsample: str = "bilinear") -> jax.Array:
+    """The dense RGBA MPI (D,size,size,4) of a factored MPI, in the photo's camera.
+
+    fields (the model's output for one frame, S px):
+      ``alpha`` (D,S,S) straight alpha in [0,1], back to front; ``blend`` (D,S,S) in [0,1],
+      already times the copy validity; ``color`` (S,S,3) the predicted colour shared by all
+      planes; ``flow`` (G,S,S,2) the sampling offset into the photo in units of the photo's side
+      (x right, y down; zeros for today's model). ``photo``: (P,P,3) in [0,1], the identity crop
+      at full resolution, the same crop window as the model's S-px input. ``plane_groups``: (D,)
+      ints, plane i uses ``flow[plane_groups[i]]`` (default all 0).
+
+    For the output pixel centre u = ((j + 0.5)/size, (i + 0.5)/size) (fractions of the side):
+      a_i, b_i, c, f_g = the fields upsampled to size (bilinear, edge-clamped),
+      p_i = the photo sampled bilinearly at (u + f_{group(i)}) P pixels, edge-clamped, with the
+      validity v = 1 where that point is inside the photo, else 0,
+      rgb_i = b_i v p_i + (1 - b_i v) c.
+    In the photo's camera each MPI pixel copies from the photo where it lies (plus the flow), so
+    at size = S with the photo at S this is the model's own dense output exactly (training).
+    When ``size < P`` the photo is first reduced to ``size`` (:func:`fit_photo`). Render the
+    result with :func:`render` and K scaled by size / S.
+    """
+    if upsample not in UPSAMPLE_METHODS:
+        raise ValueError(f"upsample must be one of {UPSAMPLE_METHODS}, got {upsample!r}")
+    alpha = jnp.asarray(fields["alpha"], jnp.float32)
+    blend = jnp.asarray(fields["blend"], jnp.float32)
+    D = alpha.shape[0]
+    flow = jnp.asarray(fields["flow"], jnp.float32)
+    groups = (jnp.zeros((D,), jnp.int32) if plane_groups is None
+              else jnp.asarray(plane_groups, jnp.int32))
+    photo = fit_photo(photo, size)
+    P = photo.shape[0]
+    a = upsample_bilinear(alpha[..., None], size)[..., 0]  # (D,size,size)
+    b = upsample_bilinear(blend[..., None], size)[..., 0]
+    c = upsample_bilinear(jnp.asarray(fields["color"], jnp.float32), size)  # (size,size,3)
+    f = upsample_bilinear(flow, size)  # (G,size,size,2)
+    # photo pixel of each output pixel centre: (j + 0.5) P / size (exact when P == size) + f P
+    centre = (jnp.arange(size, dtype=jnp.float32) + 0.5) * jnp.float32(P / size)
+    xy = jnp.stack(jnp.meshgrid(centre, centre), axis=-1)  # (size,size,2): (x, y)
+    p, v = sample_photo(photo, xy[None] + f * jnp.float32(P))  # (G,size,size,3), (G,size,size)
+    bv = (b * v[groups])[..., None]
+    rgb = bv * p[groups] + (1.0 - bv) * c[None]
+    return jnp.concatenate([rgb, a[..., None]], axis=-1)
+

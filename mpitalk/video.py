@@ -320,7 +320,8 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     """Render a saved MPI sequence (:mod:`mpitalk.mpi_io`) to videos with the GL renderer.
 
     Writes into ``out_dir``: ``NAME_LR.mp4`` (or ``_TB``; ``suffix`` overrides) stereo, each eye
-    ``eye_size`` pixels wide (default the MPI's width; height keeps the aspect, both even), packed
+    ``eye_size`` pixels wide (default the MPI's width, a factored MPI's photo size; height keeps
+    the aspect, both even; above a factored MPI's photo size a note is printed), packed
     at full size or, with ``half``, squeezed to one eye's size; ``NAME_<path>.mp4`` a mono
     novel-view video along ``camera.CAMERA_PATHS[novel_view]`` (None or ``"none"`` skips it);
     ``NAME_frameNNNNNN.ply`` a point cloud of frame ``ply_frame`` (:mod:`mpitalk.geometry`).
@@ -350,7 +351,15 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             raise UserError(f"{audio}: no such audio file")
         check_audio_length(audio, T, seq.fps)
 
-    eye_w = _even(W if eye_size is None else eye_size)
+    # a factored MPI (version 3) holds its photo's resolution: eyes default to it, and the
+    # planes are materialized at the eye size (no larger than the photo: beyond it the GL
+    # renderer's bilinear sampling of the planes is the same upsampling)
+    native = seq.photo_size if seq.factored else W
+    eye_w = _even(native if eye_size is None else eye_size)
+    if seq.factored and eye_w > native:
+        print(f"note: {mpi_dir} holds a {native}-px photo; eyes of {eye_w} px are upsampled "
+              "from it")
+    dense_size = max(W, min(eye_w, native)) if seq.factored else W
     eye_h = _even(eye_w * H / W)
     K_eye = np.asarray(camera.scale_intrinsics(seq.K, eye_w / W, eye_h / H), dtype=np.float64)
     # each eye's rendered size: squeezed along the packing axis for half packing
@@ -376,8 +385,13 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             writers.append(VideoWriter(out_dir / f"{name}_{novel_view}.mp4", eye_w, eye_h,
                                        seq.fps, crf=crf, audio=audio, num_frames=T))
         for t in tqdm(range(T), desc=f"rendering {name}", unit="frame", disable=not progress):
-            frame, frame_from_mpi = seq.raw_and_pose(t)
-            renderer.set_mpi(frame, seq.depths, seq.K, frame_from_mpi)
+            if seq.factored:
+                fields, frame_from_mpi = seq.fields_raw_and_pose(t)
+                renderer.set_fields(fields, seq.photo_u8, seq.depths, seq.K, dense_size,
+                                    frame_from_mpi, seq.plane_groups)
+            else:
+                frame, frame_from_mpi = seq.raw_and_pose(t)
+                renderer.set_mpi(frame, seq.depths, seq.K, frame_from_mpi)
             packed = renderer.render_views(views, layout, dtype="f1")
             writers[0].write(packed[..., :3])
             if poses is not None:
@@ -394,6 +408,11 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         from mpitalk import geometry
 
         index = ply_frame % T
-        outputs["ply"] = geometry.save_ply(out_dir / f"{name}_frame{index:06d}.ply", seq[index],
-                                           seq.depths, seq.K, frame_from_mpi=seq.pose(index))
+        # a factored MPI's cloud at the photo's resolution (at most 512 px: 262k points)
+        rgba, K = seq[index], seq.K
+        if seq.factored:
+            size = min(native, 512)
+            rgba, K = seq.dense(index, size), seq.K_at(size)
+        outputs["ply"] = geometry.save_ply(out_dir / f"{name}_frame{index:06d}.ply", rgba,
+                                           seq.depths, K, frame_from_mpi=seq.pose(index))
     return outputs

@@ -19,8 +19,11 @@
 //
 // Defines (from gl.program): MAX_PLANES (a multiple of 32, <= 128), SINGLE_PLANE (optional).
 
-uniform sampler2DArray u_planes;   // straight RGBA8 with a transparent one-texel border,
-                                   // layer i = plane i (0 = farthest)
+uniform sampler2D u_planes;        // the plane atlas: straight RGBA8, plane i (0 = farthest)
+                                   // in cell (i % u_cols, i / u_cols) of u_cell texels, inside
+                                   // a transparent one-texel border (see gl.py, PlaneAtlas)
+uniform int u_cols;                // cells per atlas row
+uniform ivec2 u_cell;              // cell size: (W + 2, H + 2)
 uniform mat3 u_A;                  // R^T K_tgt^-1
 uniform vec3 u_b;                  // R^T t
 uniform mat2 u_Ks;                 // source intrinsics, focal/skew part
@@ -55,11 +58,11 @@ int msb(uint x) {
 // the plane, except for the back plane (layer 0, the backdrop): its sample position is clamped
 // to the texel centres, so it extends past its edges (as mpitalk.mpi.render). The planes are
 // stored with straight alpha (so the upload needs no pass over the texels) inside a one-texel
-// transparent border (texel (x, y) of the plane is texel (x + 1, y + 1) of the layer): the four
+// transparent border (texel (x, y) of the plane is texel (x + 1, y + 1) of its cell): the four
 // taps are premultiplied here, then blended, and a sample whose taps all fall outside the
-// bordered plane is zero without reading anything.
-vec4 tap(ivec2 q, int layer) {
-    vec4 c = texelFetch(u_planes, ivec3(q, layer), 0);
+// bordered plane is zero without reading anything. q indexes the atlas.
+vec4 tap(ivec2 q) {
+    vec4 c = texelFetch(u_planes, q, 0);
     return vec4(c.rgb * c.a, c.a);
 }
 
@@ -70,9 +73,10 @@ vec4 plane_sample(vec2 uv, int layer) {
         return vec4(0.0);
     }
     vec2 f = fract(st);
-    ivec2 q = ivec2(floor(st)) + 1;              // into the bordered layer
-    return mix(mix(tap(q, layer), tap(q + ivec2(1, 0), layer), f.x),
-               mix(tap(q + ivec2(0, 1), layer), tap(q + ivec2(1, 1), layer), f.x), f.y);
+    // into the bordered cell of the plane in the atlas
+    ivec2 q = ivec2(floor(st)) + 1 + ivec2(layer % u_cols, layer / u_cols) * u_cell;
+    return mix(mix(tap(q), tap(q + ivec2(1, 0)), f.x),
+               mix(tap(q + ivec2(0, 1)), tap(q + ivec2(1, 1)), f.x), f.y);
 }
 
 void main() {

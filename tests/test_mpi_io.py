@@ -104,3 +104,171 @@ def test_clear_errors_for_missing_foreign_and_damaged_folders(tmp_path):
     seq[0]
     with pytest.raises(UserError, match="000001.npz"):
         seq[1]
+
+
+# ---- version 3: the factored MPI ------------------------------------------------------------
+
+def _fields(rng, D=4, S=6, G=2):
+    return {"alpha": rng.integers(0, 256, (D, S, S), dtype=np.uint8),
+            "blend": rng.integers(0, 256, (D, S, S), dtype=np.uint8),
+            "color": rng.integers(0, 256, (S, S, 3), dtype=np.uint8),
+            "flow": (rng.standard_normal((G, S, S, 2)) * 0.05).astype(np.float16)}
+
+
+def _save_v3(path, T=3, P=16, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = [(_fields(rng), camera.orbit_pose(np.float32(0.1 * t), np.float32(0.0),
+                                                np.array([0, 0, 0.6]))) for t in range(T)]
+    photo = rng.integers(0, 256, (P, P, 3), dtype=np.uint8)
+    depths = np.array([1.2, 0.9, 0.7, 0.5])
+    K = camera.intrinsics(9.0, 6, 6)
+    mpi_io.save_factored(path, iter(frames), photo, depths, K, fps=25, plane_groups=[0, 1, 1, 0])
+    return frames, photo, depths, K
+
+
+def test_factored_round_trip_and_dense_frames_through_materialize(tmp_path):
+    from mpitalk import mpi
+
+    frames, photo, depths, K = _save_v3(tmp_path / "seq")
+    seq = mpi_io.load(tmp_path / "seq")
+    assert seq.version == 3 and seq.factored and len(seq) == 3 and seq.fps == 25
+    assert (seq.height, seq.width, seq.num_planes, seq.photo_size, seq.num_groups) == \
+        (6, 6, 4, 16, 2)
+    np.testing.assert_array_equal(seq.plane_groups, [0, 1, 1, 0])
+    np.testing.assert_array_equal(seq.photo_u8, photo)  # PNG: lossless
+    np.testing.assert_array_equal(seq.K, K)
+    meta = json.loads((tmp_path / "seq" / "mpi.json").read_text())
+    assert meta["kind"] == "factored" and meta["photo"] == "photo.png"
+    assert meta["upsample"] == "bilinear" and meta["num_groups"] == 2
+    for t, (fields, pose) in enumerate(frames):
+        raw, got_pose = seq.fields_raw_and_pose(t)
+        for k in fields:
+            np.testing.assert_array_equal(raw[k], fields[k])  # bit-exact as stored
+        np.testing.assert_array_equal(got_pose, np.asarray(pose, np.float32))
+        np.testing.assert_array_equal(seq.pose(t), got_pose)
+        f = seq.fields(t)
+        np.testing.assert_array_equal(f["alpha"], fields["alpha"] / np.float32(255))
+        assert f["flow"].dtype == np.float32
+        # dense frames: materialize of the stored fields with the photo, at S and at P
+        for size in (6, 16):
+            want = np.asarray(mpi.materialize(f, seq.photo, size, seq.plane_groups))
+            np.testing.assert_allclose(seq.dense(t, size), want, atol=1e-6)
+        np.testing.assert_allclose(seq[t], seq.dense(t, 6), atol=1e-6)
+        rgba8, pose8 = seq.raw_and_pose(t)
+        assert rgba8.dtype == np.uint8 and rgba8.shape == (4, 6, 6, 4)
+        assert np.abs(rgba8 / 255.0 - seq[t]).max() <= 0.5 / 255 + 1e-6
+    np.testing.assert_allclose(seq.K_at(12), camera.scale_intrinsics(K, 2.0, 2.0), rtol=1e-6)
+
+
+def test_factored_saving_refuses_inconsistent_frames_and_leaves_nothing(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = np.zeros((8, 8, 3), np.uint8)
+    good, other = _fields(rng), _fields(rng, S=5)
+    nan = {**_fields(rng), "flow": np.full((2, 6, 6, 2), np.nan, np.float32)}
+    for frames, groups, match in (
+            ([(good, np.eye(4)), (other, np.eye(4))], [0, 1, 1, 0], "earlier frames"),
+            ([(good, np.eye(4))], [0, 2, 1, 0], "max\\(plane_groups\\)"),
+            ([(nan, np.eye(4))], None, "NaN"),
+            ([(good, np.full((4, 4), np.nan))], None, "finite"),
+            ([], None, "no frames")):
+        with pytest.raises(ValueError, match=match):
+            mpi_io.save_factored(tmp_path / "seq", frames, photo, np.ones(4), np.eye(3), 25,
+                                 plane_groups=groups)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write_meta(folder, **changes):
+    meta = json.loads((folder / "mpi.json").read_text())
+    meta.update(changes)
+    (folder / "mpi.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"num_frames": 0}, "num_frames"), ({"num_frames": -3}, "num_frames"),
+    ({"num_frames": 1e12}, "num_frames"), ({"num_frames": 7}, "000006.npz: missing"),
+    ({"num_frames": "3"}, "num_frames"), ({"fps": 0}, "fps"), ({"fps": "nan"}, "fps"),
+    ({"K": [[0, 0, 3], [0, 0, 3], [0, 0, 1]]}, "singular"), ({"K": [[1, 2], [3, 4]]}, "3x3"),
+    ({"depths": [1.2, -0.9, 0.7, 0.5]}, "positive"), ({"depths": [1.0, 0.5]}, "depths"),
+    ({"depths": [1.2, None, 0.7, 0.5]}, "depths"), ({"version": 9}, "newer"),
+    ({"version": 0}, "version"), ({"photo": "../x.png"}, "photo"),
+    ({"photo_size": 0}, "photo_size"), ({"plane_groups": [0, 1, 2, 0]}, "plane_groups"),
+    ({"plane_groups": [0, 1]}, "plane_groups"), ({"upsample": "magic"}, "upsample"),
+    ({"kind": "dense"}, "kind"), ({"num_groups": 0}, "num_groups")])
+def test_damaged_descriptions_are_one_line_errors(tmp_path, changes, match):
+    _save_v3(tmp_path / "seq")
+    _write_meta(tmp_path / "seq", **changes)
+    with pytest.raises(UserError, match=match) as err:
+        mpi_io.load(tmp_path / "seq")
+    assert "\n" not in str(err.value)
+    assert "mpi.json" in str(err.value) or "000006.npz" in str(err.value)
+
+
+def test_a_list_or_a_binary_mpi_json_is_a_one_line_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "mpi.json").write_text("[1, 2, 3]")
+    with pytest.raises(UserError, match="not a valid.*list"):
+        mpi_io.load(tmp_path / "a")
+    (tmp_path / "a" / "mpi.json").write_bytes(b"\x89PNG\x00\xff\xfe")
+    with pytest.raises(UserError, match="not a valid"):
+        mpi_io.load(tmp_path / "a")
+
+
+def test_damaged_frames_and_photo_are_one_line_errors(tmp_path):
+    frames, *_ = _save_v3(tmp_path / "seq")
+    folder = tmp_path / "seq"
+
+    def put(t, **changes):
+        fields, pose = frames[t]
+        arrays = {**fields, "frame_from_mpi": np.asarray(pose, np.float32), **changes}
+        arrays = {k: v for k, v in arrays.items() if v is not None}
+        np.savez_compressed(folder / "frames" / f"{t:06d}.npz", **arrays)
+
+    seq = mpi_io.load(folder)
+    put(1, flow=np.full((2, 6, 6, 2), np.nan, np.float16))
+    with pytest.raises(UserError, match="000001.npz: the flow field holds NaN"):
+        seq.fields(1)
+    put(1, frame_from_mpi=np.full((4, 4), np.nan, np.float32))
+    with pytest.raises(UserError, match="000001.npz: frame_from_mpi holds NaN"):
+        seq.pose(1)
+    put(1, alpha=frames[1][0]["alpha"].astype(np.float16))
+    with pytest.raises(UserError, match="alpha is a float16"):
+        seq[1]
+    put(1, color=None)
+    with pytest.raises(UserError, match="no color"):
+        seq.dense(1, 12)
+    put(1)
+    seq.fields(1)
+    (folder / "photo.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="photo.png: damaged photo"):
+        _ = mpi_io.load(folder).photo
+    from PIL import Image
+    Image.fromarray(np.zeros((8, 9, 3), np.uint8)).save(folder / "photo.png")
+    with pytest.raises(UserError, match="photo_size"):
+        mpi_io.load(folder)[0]
+    (folder / "photo.png").unlink()
+    with pytest.raises(UserError, match="photo is missing"):
+        mpi_io.load(folder)
+    with pytest.raises(ValueError, match="no fields"):
+        mpi_io.save(tmp_path / "d", _frames(T=1), np.ones(4), np.eye(3), fps=25)
+        mpi_io.load(tmp_path / "d").fields(0)
+
+
+def test_dense_sequences_refuse_nan_frames_float16_in_uint8_and_negative_depths(tmp_path):
+    mpi_io.save(tmp_path / "s", _frames(T=2), np.ones(4), np.eye(3), fps=25)
+    bad = np.zeros((4, 6, 5, 4), np.float16)
+    np.savez_compressed(tmp_path / "s" / "frames" / "000001.npz", rgba=bad,
+                        frame_from_mpi=np.eye(4, dtype=np.float32))
+    seq = mpi_io.load(tmp_path / "s")
+    with pytest.raises(UserError, match="000001.npz: a float16 frame in a uint8 sequence"):
+        seq[1]
+    mpi_io.save(tmp_path / "h", _frames(T=1).astype(np.float32) / 255, np.ones(4), np.eye(3),
+                fps=25, dtype="float16")
+    nan = np.full((4, 6, 5, 4), np.nan, np.float16)
+    np.savez_compressed(tmp_path / "h" / "frames" / "000000.npz", rgba=nan,
+                        frame_from_mpi=np.eye(4, dtype=np.float32))
+    with pytest.raises(UserError, match="NaN"):
+        mpi_io.load(tmp_path / "h")[0]
+    obj = np.array([{"a": 1}], dtype=object)
+    np.savez(tmp_path / "h" / "frames" / "000000.npz", rgba=obj)
+    with pytest.raises(UserError, match="damaged"):  # pickled content is never loaded
+        mpi_io.load(tmp_path / "h")[0]

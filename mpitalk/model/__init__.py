@@ -42,7 +42,8 @@ from mpitalk.model.heads import MPIHeads, plane_sweep, resample_heads
 from mpitalk.model.unet import UNet
 
 __all__ = ["Config", "MPIModel", "PRESETS", "base", "build_conditioning", "denoise",
-           "micro", "mpi_geometry", "sample_mpi", "tiny", "with_blocks", "with_planes"]
+           "denoise_fields", "micro", "mpi_geometry", "sample_fields", "sample_mpi", "tiny",
+           "with_blocks", "with_planes"]
 
 NUM_EXPRESSION = 58  # 52 ARKit blendshapes + 6 pose numbers
 IMAGE_CHANNELS = 3 + 3 + 4 + 4 + 3  # noisy target, identity, identity_cond, cond_render, prev
@@ -135,9 +136,16 @@ class MPIModel(nnx.Module):
 
     def __call__(self, x_scaled: jax.Array, c_noise: jax.Array,
                  conditioning: dict[str, jax.Array]) -> jax.Array:
+        return self.heads.compose(self.fields(x_scaled, c_noise, conditioning),
+                                  conditioning["sweep"])
+
+    def fields(self, x_scaled: jax.Array, c_noise: jax.Array,
+               conditioning: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """The same output factored (``MPIHeads.fields``; ``mpitalk.mpi.materialize`` of it
+        with the identity at S, in the reference camera, is ``__call__``'s rgba)."""
         h = jnp.concatenate([x_scaled, conditioning["image"]], axis=-1)
         h = self.unet(h, c_noise, conditioning["vector"])
-        return self.heads(h, conditioning["sweep"])
+        return self.heads.fields(h, conditioning["sweep"][..., 3])
 
 
 def with_planes(model: MPIModel, num_planes: int, near_m: float | None = None,
@@ -199,8 +207,22 @@ def denoise(model: MPIModel, x: jax.Array, sigma: jax.Array,
     return rgb * 2.0 - 1.0, rgba
 
 
+def denoise_fields(model: MPIModel, x: jax.Array, sigma: jax.Array,
+                   conditioning: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """:func:`denoise` with the MPI as its fields (``MPIHeads.fields``): (x0, fields)."""
+    config = model.config
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
+    scale = diffusion.c_in(sigma, config.sigma_data)[:, None, None, None]
+    fields = model.fields(scale * x, diffusion.c_noise(sigma), conditioning)
+    rgba = model.heads.compose(fields, conditioning["sweep"])
+    rgb = render_to_target(config, rgba, conditioning["tgt_from_mpi"]).rgb
+    return rgb * 2.0 - 1.0, fields
+
+
 @nnx.jit(static_argnums=(4, 5))
 def _sample(model: MPIModel, identity, cond, key, steps: int, sampler: str):
+    """(fields, rgba) of the samples: the last denoiser call's fields, and them composed with
+    the identity's plane sweep (what that call rendered)."""
     config = model.config
     conditioning = build_conditioning(config, identity, cond)
     sigmas = diffusion.karras_sigmas(steps, config.sigma_min, config.sigma_max, config.rho)
@@ -209,9 +231,9 @@ def _sample(model: MPIModel, identity, cond, key, steps: int, sampler: str):
     # one noise image shared by every frame of the batch (temporal stability in generation)
     x = jax.random.normal(k_noise, (1, S, S, 3)) * sigmas[0]
     x = jnp.broadcast_to(x, (identity.shape[0], S, S, 3))
-    _, rgba = diffusion.SAMPLERS[sampler](
-        lambda x, s, c: denoise(model, x, s, c), x, sigmas, k_sampler, conditioning)
-    return rgba
+    _, fields = diffusion.SAMPLERS[sampler](
+        lambda x, s, c: denoise_fields(model, x, s, c), x, sigmas, k_sampler, conditioning)
+    return fields, model.heads.compose(fields, conditioning["sweep"])
 
 
 def sample_mpi(model: MPIModel, config: Config, identity: Any, cond: dict[str, Any],
@@ -224,4 +246,19 @@ def sample_mpi(model: MPIModel, config: Config, identity: Any, cond: dict[str, A
         raise ValueError(f"sampler must be one of {sorted(diffusion.SAMPLERS)}, got {sampler!r}")
     del config  # the model carries its config; the argument keeps the documented signature
     cond = {k: jnp.asarray(v) for k, v in cond.items()}
-    return _sample(model, jnp.asarray(identity, jnp.float32), cond, key, int(steps), sampler)
+    return _sample(model, jnp.asarray(identity, jnp.float32), cond, key, int(steps), sampler)[1]
+
+
+def sample_fields(model: MPIModel, config: Config, identity: Any, cond: dict[str, Any],
+                  key: jax.Array, steps: int = 8, sampler: str = "heun") -> dict[str, jax.Array]:
+    """:func:`sample_mpi` with the MPIs as their fields (the same sampling, the same result):
+    ``alpha``, ``blend`` (B,D,S,S), ``color`` (B,S,S,3), ``flow`` (B,G=1,S,S,2) zeros.
+    In the reference camera (``cond["camera_space"]`` 1) ``mpi.materialize`` of a sample's
+    fields with its identity at S is :func:`sample_mpi`'s rgba; with the identity at a higher
+    resolution (the same crop window), the copied pixels are that sharp. In the target camera
+    the copy source is the identity's plane sweep, so the fields alone do not define the MPI."""
+    if sampler not in diffusion.SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(diffusion.SAMPLERS)}, got {sampler!r}")
+    del config
+    cond = {k: jnp.asarray(v) for k, v in cond.items()}
+    return _sample(model, jnp.asarray(identity, jnp.float32), cond, key, int(steps), sampler)[0]

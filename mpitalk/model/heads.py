@@ -45,6 +45,9 @@ class MPIHeads(nnx.Module):
 
     One dense layer per branch gives every pixel of an f x f block its own outputs
     (depth-to-space), so the MPI is at full resolution although the trunk is not.
+    :meth:`fields` gives the same output factored (``mpitalk.mpi.materialize``): per-plane
+    alpha and blend, the one predicted colour, and a zero sampling offset into the photo (this
+    head predicts none); :meth:`compose` turns fields and a plane sweep into the dense rgba.
     """
 
     def __init__(self, c: int, num_planes: int, blend_init: float, factor: int, *,
@@ -59,16 +62,30 @@ class MPIHeads(nnx.Module):
         self.blend.bias[...] = jnp.full((D * f2,), blend_init, jnp.float32)
         self.color = nnx.Linear(c, 3 * f2, kernel_init=zeros, rngs=rngs)
 
-    def __call__(self, h: jax.Array, sweep: jax.Array) -> jax.Array:
+    def fields(self, h: jax.Array, validity: jax.Array) -> dict[str, jax.Array]:
+        """The factored MPI of features ``h``: ``alpha`` (B,D,S,S) (back plane 1), ``blend``
+        (B,D,S,S) times the copy source's ``validity`` (B,D,S,S) (nothing to copy outside the
+        identity image), ``color`` (B,S,S,3), ``flow`` (B,1,S,S,2) zeros (one plane group)."""
         f = self.factor
         logits = jnp.moveaxis(depth_to_space(self.geometry(h), f), -1, 1)  # (B,D-1,S,S)
         B, _, H, W = logits.shape
         alpha = jnp.concatenate([jnp.ones((B, 1, H, W), h.dtype), jax.nn.sigmoid(logits)], 1)
-        blend = jax.nn.sigmoid(jnp.moveaxis(depth_to_space(self.blend(h), f), -1, 1))[..., None]
-        blend = blend * sweep[..., 3:4]  # nothing to copy outside the identity image
-        color = jax.nn.sigmoid(depth_to_space(self.color(h), f))[:, None]  # (B,1,S,S,3)
-        rgb = blend * sweep[..., :3] + (1.0 - blend) * color
-        return jnp.concatenate([rgb, alpha[..., None]], axis=-1)
+        blend = jax.nn.sigmoid(jnp.moveaxis(depth_to_space(self.blend(h), f), -1, 1))
+        color = jax.nn.sigmoid(depth_to_space(self.color(h), f))  # (B,S,S,3)
+        return {"alpha": alpha, "blend": blend * validity, "color": color,
+                "flow": jnp.zeros((B, 1, H, W, 2), h.dtype)}
+
+    @staticmethod
+    def compose(fields: dict[str, jax.Array], sweep: jax.Array) -> jax.Array:
+        """Fields + the plane sweep (B,D,S,S,4) -> rgba (B,D,S,S,4): per plane
+        ``rgb = blend * sweep + (1 - blend) * color`` (the copy source at S; the flow is not
+        used: it is zero for this head)."""
+        blend = fields["blend"][..., None]
+        rgb = blend * sweep[..., :3] + (1.0 - blend) * fields["color"][:, None]
+        return jnp.concatenate([rgb, fields["alpha"][..., None]], axis=-1)
+
+    def __call__(self, h: jax.Array, sweep: jax.Array) -> jax.Array:
+        return self.compose(self.fields(h, sweep[..., 3]), sweep)
 
 
 def interpolate_planes(values: np.ndarray, disparity: np.ndarray,

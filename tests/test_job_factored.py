@@ -1,0 +1,76 @@
+"""The main job writes a factored MPI (mpi_io version 3) in the photo's camera, dense (version 2)
+in the target camera; exporting a factored MPI gives eyes at its photo's resolution, as sharp as
+the GL renderer makes them from the fields, with a note when asked for more."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from mpitalk import gl, mpi_io, render, video
+
+FAST = ["--frames", "2", "--steps", "1", "--batch-size", "2", "--quiet", "--novel-view", "none"]
+
+
+def decode(path):
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+@pytest.fixture(scope="module")
+def job_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("job") / "out"
+    assert render.main(["--out", str(out), "--eye-size", "96", *FAST]) == 0
+    return out
+
+
+def test_reference_space_job_writes_version_3_with_the_photo_at_the_eye_size(job_out):
+    seq = mpi_io.load(job_out / "mpi")
+    assert seq.version == 3 and seq.factored and seq.photo_size == 96
+    assert seq.height == 128 and seq.num_groups == 1
+    assert not np.any(seq.fields(0)["flow"])  # today's model predicts no offset
+    report = json.loads((job_out / "report.json").read_text())
+    assert report["identity"]["photo_size"] == 96 and report["identity"]["photo_holds_px"] > 96
+    eyes = decode(job_out / "mpitalk_LR.mp4")
+    assert eyes.shape[1:] == (96, 192, 3)
+
+
+def test_target_space_job_keeps_writing_version_2(tmp_path):
+    out = tmp_path / "t"
+    assert render.main(["--out", str(out), "--eye-size", "64", "--space", "target", *FAST]) == 0
+    seq = mpi_io.load(out / "mpi")
+    assert seq.version == 2 and not seq.factored
+
+
+def test_rerendering_a_factored_mpi_defaults_to_its_photo_size_and_notes_more(job_out, tmp_path,
+                                                                             capsys):
+    out = tmp_path / "again"
+    assert render.main(["--mpi", str(job_out / "mpi"), "--out", str(out), "--quiet",
+                        "--novel-view", "none"]) == 0
+    assert decode(out / "mpitalk_LR.mp4").shape[1:] == (96, 192, 3)
+    capsys.readouterr()
+    out2 = tmp_path / "bigger"
+    assert render.main(["--mpi", str(job_out / "mpi"), "--out", str(out2), "--quiet",
+                        "--novel-view", "none", "--eye-size", "160"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("note:")]
+    assert len(lines) == 1 and "96-px photo" in lines[0]
+    assert decode(out2 / "mpitalk_LR.mp4").shape[1:] == (160, 320, 3)
+
+
+def test_exported_eyes_are_the_gl_render_of_the_fields(job_out, tmp_path):
+    """The left eye of frame 0, decoded, against GLRenderer.set_fields' left eye (which the GL
+    tests hold equal to mpi.render(mpi.materialize(...))): only the codec in between."""
+    seq = mpi_io.load(job_out / "mpi")
+    outputs = video.export_mpi_sequence(job_out / "mpi", tmp_path, novel_view=None, crf=4,
+                                        progress=False)
+    left = decode(outputs["stereo"])[0][:, :96].astype(np.float64) / 255
+    r = gl.GLRenderer(96, 96)
+    fields, pose = seq.fields_raw_and_pose(0)
+    r.set_fields(fields, seq.photo_u8, seq.depths, seq.K, 96, pose, seq.plane_groups)
+    K = seq.K_at(96)
+    both = r.render_views(gl.stereo_views(K, 0.063, 0.6))
+    r.release()
+    err = np.abs(left - both[:, :96, :3]).mean()
+    # H.264 with 4:2:0 chroma on a 96-px face: about 2.5/255; the other eye differs by more
+    assert err < 4 / 255 and np.abs(left - both[:, 96:, :3]).mean() > 1.5 * err
