@@ -29,6 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +59,60 @@ def load_clips(data_dirs: str | Path | Sequence[str | Path],
                split: str) -> list[dict[str, np.ndarray]]:
     """All clips of a split in memory (training keys only: no depth, no extra views); several
     dataset folders are concatenated in the order given (every one must have the split)."""
+    return [c for group in load_groups(data_dirs, split) for c in group]
+
+
+def load_groups(data_dirs: str | Path | Sequence[str | Path],
+                split: str) -> list[list[dict[str, np.ndarray]]]:
+    """The clips of a split, one list per dataset folder (see :func:`load_clips`)."""
     from mpitalk import synth
 
-    clips = []
+    groups = []
     for data_dir in dataset_dirs(data_dirs):
         ds = synth.ClipDataset(data_dir, split, hide_ground_truth=True)
         if len(ds) == 0:
             raise UserError(f"{data_dir}: split {split!r} has no clips")
-        clips += [ds[i] for i in range(len(ds))]
-    return clips
+        groups.append([ds[i] for i in range(len(ds))])
+    return groups
 
 
-def fake_clips(num: int, size: int, frames: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Random clips in the training-key layout of docs/dataset.md (tests and benchmarks)."""
+@dataclass(frozen=True)
+class Mix:
+    """Clips pooled from several datasets, drawn in given proportions.
+
+    ``clips``: every clip, dataset after dataset; ``starts`` (G+1,) where each dataset's clips
+    begin (and the end); ``weights`` (G,) the share of samples from each dataset, summing to 1.
+    """
+
+    clips: list[dict[str, np.ndarray]]
+    starts: tuple[int, ...]
+    weights: tuple[float, ...]
+
+    @staticmethod
+    def of(groups: Sequence[list[dict[str, np.ndarray]]], weights: Sequence[float]) -> Mix:
+        if len(weights) != len(groups):
+            raise UserError(f"--data-weights has {len(weights)} value(s) for {len(groups)} "
+                            "--data folder(s); give one weight per folder")
+        if any(not (w >= 0) for w in weights) or sum(weights) <= 0:
+            raise UserError(f"--data-weights {list(weights)}: weights must be >= 0, "
+                            "not all zero")
+        starts = tuple(int(x) for x in np.cumsum([0] + [len(g) for g in groups]))
+        total = float(sum(weights))
+        return Mix([c for g in groups for c in g], starts, tuple(w / total for w in weights))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A dataset by weight, then one of its clips uniformly."""
+        g = int(rng.choice(len(self.weights), p=self.weights))
+        return self.clips[self.starts[g] + int(rng.integers(self.starts[g + 1] - self.starts[g]))]
+
+
+def fake_clips(num: int, size: int, frames: int, seed: int = 0,
+               head_mask: bool = False) -> list[dict[str, np.ndarray]]:
+    """Random clips in the training-key layout of docs/dataset.md (tests and benchmarks);
+    ``head_mask``: with a random ``head_mask`` (T,S,S) as clips from video have."""
     rng = np.random.default_rng(seed)
     K = camera.intrinsics(1.5 * size, size, size)
 
@@ -84,18 +126,26 @@ def fake_clips(num: int, size: int, frames: int, seed: int = 0) -> list[dict[str
     def img(*shape):
         return rng.integers(0, 256, shape, dtype=np.uint8)
 
-    return [{"identity_rgb": img(size, size, 3), "identity_alpha": img(size, size),
-             "identity_controls": rng.random(52, dtype=np.float32), "identity_pose": pose(1)[0],
-             "identity_cond": img(size, size, 4), "K": K,
-             "controls": rng.random((frames, 52), dtype=np.float32), "pose": pose(frames),
-             "cond": img(frames, size, size, 4), "target_rgb": img(frames, size, size, 3)}
-            for _ in range(num)]
+    clips = [{"identity_rgb": img(size, size, 3),
+              "identity_controls": rng.random(52, dtype=np.float32), "identity_pose": pose(1)[0],
+              "identity_cond": img(size, size, 4), "K": K,
+              "controls": rng.random((frames, 52), dtype=np.float32), "pose": pose(frames),
+              "cond": img(frames, size, size, 4), "target_rgb": img(frames, size, size, 3)}
+             for _ in range(num)]
+    if head_mask:
+        for c in clips:
+            c["head_mask"] = (img(frames, size, size) > 127).astype(np.uint8) * np.uint8(255)
+    return clips
 
 
-def make_sample(clips: list[dict[str, np.ndarray]], config: Config, n: int) -> dict[str, Any]:
-    """Global sample ``n``: a random clip, frame and previous frame, with random drops."""
+def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
+                ) -> dict[str, Any]:
+    """Global sample ``n``: a random clip (uniform over ``clips``, or drawn by a :class:`Mix`'s
+    weights), frame and previous frame, with random drops. ``loss_mask`` (S,S) uint8: where the
+    reference-camera render is compared (255 everywhere for synthetic clips, whose backdrop
+    moves with the head; the head mask for clips from video, whose background stays still)."""
     rng = np.random.default_rng((config.seed, n))
-    clip = clips[rng.integers(len(clips))]
+    clip = clips.draw(rng) if isinstance(clips, Mix) else clips[rng.integers(len(clips))]
     T = clip["target_rgb"].shape[0]
     t = int(rng.integers(T))
     t_prev = int((t + rng.integers(1, T)) % T) if T > 1 else t
@@ -114,6 +164,8 @@ def make_sample(clips: list[dict[str, np.ndarray]], config: Config, n: int) -> d
         "has_prev": np.float32(has_prev),
         "target": clip["target_rgb"][t],
         "tgt_from_ref": tgt_from_ref.astype(np.float32),
+        "loss_mask": (clip["head_mask"][t] if "head_mask" in clip
+                      else np.full(clip["target_rgb"].shape[1:3], 255, np.uint8)),
     }
 
 
@@ -214,8 +266,12 @@ def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, referen
         out = jax.vmap(lambda m, T: mpi.render(m, depths, K, T, K_tgt=K_lo, hw=(S // r, S // r)))(
             rgba, cond["tgt_from_mpi"])
         y01 = y01.reshape(B, S // r, r, S // r, r, 3).mean((2, 4))
-        mask = jax.lax.stop_gradient(out.alpha)[..., None]
-        err = (out.rgb - mask * y01) * 2.0  # premultiplied render vs the covered target
+        cover = jax.lax.stop_gradient(out.alpha)[..., None]
+        err = (out.rgb - cover * y01) * 2.0  # premultiplied render vs the covered target
+        # only where one rigid head motion explains the frame (the head, in video)
+        head = b["loss_mask"].astype(jnp.float32) / 255.0
+        head = head.reshape(B, S // r, r, S // r, r).mean((2, 4))[..., None]
+        mask = cover * head
     else:
         rgb, _ = jax.vmap(mpi.composite)(rgba)
         mask = jnp.ones(y01.shape[:3] + (1,))
@@ -391,13 +447,15 @@ def train_and_evaluate(config: Config, workdir: str | Path,
                        data_dir: str | Path | Sequence[str | Path], steps: int, *,
                        resume: bool = False, num_workers: int = 0, progress: bool = True,
                        stop_after: int | None = None,
-                       init_from: str | Path | None = None) -> list[dict]:
+                       init_from: str | Path | None = None,
+                       data_weights: Sequence[float] | None = None) -> list[dict]:
     """Train to ``steps`` total steps (checkpointing, logging, sample grids); returns the
     metrics lines logged in this call. ``data_dir``: one dataset folder or several, whose train
     splits are pooled (the preview's validation clips come from the first). ``stop_after`` ends
     this call after that many steps (tests use it to simulate a kill). ``init_from``: a saved
     model whose weights a new run starts from (ignored when the run resumes from its own
-    checkpoints)."""
+    checkpoints). ``data_weights``: one per dataset folder, the share of each batch drawn from
+    it (:class:`Mix`); None pools the folders' clips, each folder weighted by its clip count."""
     from tqdm import tqdm
 
     workdir = Path(workdir)
@@ -417,12 +475,19 @@ def train_and_evaluate(config: Config, workdir: str | Path,
             {"path": str(Path(init_from).resolve()), "step": saved_step}) + "\n")
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    clips = load_clips(data_dir, "train")
+    if data_weights is None:
+        clips = load_clips(data_dir, "train")
+    else:
+        clips = Mix.of(load_groups(data_dir, "train"), data_weights)
+    (workdir / "data.json").write_text(json.dumps(
+        {"data": [str(Path(d).resolve()) for d in dataset_dirs(data_dir)],
+         "weights": None if data_weights is None else list(clips.weights),
+         "train_clips": len(clips)}) + "\n")
     try:
         val = load_clips(dataset_dirs(data_dir)[0], "val")
         val = val[:: max(1, len(val) // 4)][:4]  # spread over identities
     except UserError:
-        val = clips[:4]
+        val = (clips.clips if isinstance(clips, Mix) else clips)[:4]
     preview = preview_batch(val, config)
     B = config.batch_size
     if B % jax.device_count():
@@ -608,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, nargs="+",
                    help="dataset folder(s) (python -m mpitalk.synth --out); several folders' "
                         "train splits are pooled")
+    p.add_argument("--data-weights", type=float, nargs="+", default=None, metavar="W",
+                   help="one weight per --data folder: the share of every batch drawn from it "
+                        "(default: in proportion to the folders' clip counts)")
     p.add_argument("--workdir", type=Path, required=True, help="run folder")
     p.add_argument("--steps", type=int, default=100_000, help="total training steps")
     p.add_argument("--batch", type=int, default=None, help="global batch (default: the preset's)")
@@ -655,7 +723,8 @@ def _run(a: argparse.Namespace) -> None:
     config = config.replace(**{k: v for k, v in over.items() if v is not None})
     config = config.replace(**parse_overrides(a.set, config))
     train_and_evaluate(config, a.workdir, a.data, a.steps, resume=a.resume,
-                       num_workers=a.workers, progress=not a.quiet, init_from=a.init_from)
+                       num_workers=a.workers, progress=not a.quiet, init_from=a.init_from,
+                       data_weights=a.data_weights)
 
 
 if __name__ == "__main__":

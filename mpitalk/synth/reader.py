@@ -10,9 +10,10 @@ import numpy as np
 
 from mpitalk import UserError
 
+# what training reads. Not ``identity_alpha``: training never uses it and clips from video
+# (``mpitalk.footage``) have none
 _TRAIN_KEYS = (
     "identity_rgb",
-    "identity_alpha",
     "identity_controls",
     "identity_pose",
     "identity_cond",
@@ -29,6 +30,9 @@ class ClipDataset:
 
     With ``hide_ground_truth=True`` (training) only ``_TRAIN_KEYS`` are read from the NPZ: no
     depth, alpha or extra views are ever loaded, as real monocular video would not have them.
+    A dataset made from video (manifest ``source`` ``"video"``, ``mpitalk.footage``) has a
+    tracked head mask, not ground truth, in ``target_alpha``: training gets it as ``head_mask``
+    (T,S,S) uint8 (255 = head), the region where one rigid head motion explains the frame.
     """
 
     def __init__(self, root: str | Path, split: str = "train", hide_ground_truth: bool = True):
@@ -45,20 +49,31 @@ class ClipDataset:
             )
         self.files = [self.root / p for p in self.manifest["splits"][split]]
         self.hide_ground_truth = hide_ground_truth
+        # datasets written before footage existed have no "source": they are synthetic
+        self.source = self.manifest.get("source", "synthetic")
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         with np.load(self.files[i], allow_pickle=False) as z:
-            keys = _TRAIN_KEYS if self.hide_ground_truth else z.files
-            return {k: z[k] for k in keys}
+            if not self.hide_ground_truth:
+                return {k: z[k] for k in z.files}
+            missing = [k for k in _TRAIN_KEYS if k not in z.files]
+            if missing:
+                raise UserError(f"{self.files[i]}: lacks {', '.join(missing)}; rebuild the "
+                                "dataset (docs/dataset.md)")
+            out = {k: z[k] for k in _TRAIN_KEYS}
+            if self.source == "video":
+                out["head_mask"] = z["target_alpha"]
+            return out
 
 
 def identity_of(path: str | Path) -> str:
-    """The identity id of a clip file ``clip-IIII-CC.npz`` (``clip_name``; else the file name)."""
+    """The identity id of a clip file: ``IIII`` of ``clip-IIII-CC.npz`` (``clip_name``), the
+    video stem of ``clip-STEM-NNNN.npz`` (``mpitalk.footage``); else the file name."""
     stem = Path(path).stem
-    m = re.match(r"clip-(\d+)-\d+", stem)
+    m = re.fullmatch(r"clip-(.+)-\d+", stem)
     return m.group(1) if m else stem
 
 
