@@ -1,5 +1,6 @@
-"""The command line, ``python -m mpitalk.evaluate``: a synthetic split (``--data``) or real
-portraits (``--portraits ... --controls``); prints the headline metrics."""
+"""The command line, ``python -m mpitalk.evaluate``: a synthetic split (``--data``), a real-footage
+split (``--footage``) or real portraits (``--portraits ... --controls``); prints the headline
+metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from pathlib import Path
 
 from mpitalk import UserError, run_cli
 from mpitalk.evaluate.dataset import evaluate_dataset
+from mpitalk.evaluate.footage import (
+    CROSS_METRICS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PAIRS,
+    SELF_METRICS,
+    evaluate_footage,
+)
 from mpitalk.evaluate.generation import IDENTITY_INFO, load_model
 from mpitalk.evaluate.portraits import evaluate_portraits
 from mpitalk.evaluate.scores import IMAGE_METRICS, VIEWS
@@ -23,12 +31,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help="model checkpoint (default: the shipped demo checkpoint)")
     p.add_argument("--data", type=Path, help="synthetic dataset folder (docs/dataset.md)")
-    p.add_argument("--split", default="test", help="split of --data to evaluate")
+    p.add_argument("--footage", type=Path, default=None,
+                   help="real-footage dataset folder (python -m mpitalk.footage): self- and "
+                        "cross-reenactment against the flat baseline and the identity image")
+    p.add_argument("--split", default="test", help="split of --data / --footage to evaluate")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="output folder")
     p.add_argument("--max-clips", type=int, default=None, help="evaluate only the first N clips")
     p.add_argument("--max-frames", type=int, default=None,
-                   help="use only the first N frames of each clip / of the track")
-    p.add_argument("--steps", type=int, default=8, help="sampler steps")
+                   help="use only the first N frames of each clip / of the track (default: all; "
+                        f"{DEFAULT_MAX_FRAMES} with --footage)")
+    p.add_argument("--max-pairs", type=int, default=DEFAULT_MAX_PAIRS,
+                   help="--footage: cross-reenactment (identity, driving track) pairs, every "
+                        "identity's first driver first (0: all)")
+    p.add_argument("--photo", type=Path, default=None,
+                   help="--footage: the photo driven in cross-reenactment besides the clips' "
+                        "identity frames (default: data/identity.png)")
+    p.add_argument("--driver-track", type=Path, default=None,
+                   help="--footage: the driving track besides the other clips' tracks "
+                        "(default: data/default_track.csv)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default: 8; with --footage the main job's default, 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--batch-size", type=int, default=4, help="frames generated together")
     p.add_argument("--space", choices=("reference", "target"), default="reference",
@@ -66,7 +88,13 @@ def _run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.max_pairs < 0:
+        raise UserError(f"--max-pairs must be 0 (all) or more, got {args.max_pairs}")
     progress = not args.quiet
+    if args.footage is not None:
+        return _run_footage(args)
+    if args.steps is None:
+        args.steps = 8
     if args.portraits:
         if not args.controls:
             raise UserError("--portraits needs --controls TRACK (the driving expression track)")
@@ -107,6 +135,42 @@ def _run(args: argparse.Namespace) -> int:
     print(summary_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.html'}")
     return 0
+
+
+def _run_footage(args: argparse.Namespace) -> int:
+    from mpitalk.job import JobOptions
+
+    if args.data is not None or args.portraits:
+        raise UserError("give one of --data, --footage and --portraits")
+    if not (args.footage / "manifest.json").is_file():
+        raise UserError(f"{args.footage}: no manifest.json; build it with python -m "
+                        f"mpitalk.footage VIDEO... --out {args.footage}")
+    model = config = None
+    if not args.baselines_only:
+        config, model = load_model(args.checkpoint)
+    result = evaluate_footage(
+        args.footage, args.split, args.out, model=model, config=config,
+        steps=args.steps if args.steps is not None else JobOptions().steps, seed=args.seed,
+        batch_size=args.batch_size, space=args.space, max_clips=args.max_clips,
+        max_frames=args.max_frames if args.max_frames is not None else DEFAULT_MAX_FRAMES,
+        max_pairs=args.max_pairs or None, photo=args.photo, driver_track=args.driver_track,
+        checkpoint_name=str(args.checkpoint or "shipped"), progress=not args.quiet)
+    print(footage_table(result))
+    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'details.json'}, "
+          f"{args.out / 'report.html'}")
+    return 0
+
+
+def footage_table(result: dict) -> str:
+    """The footage metrics as a text table: one block per task, a column per method."""
+    lines = []
+    for task, names in (("self_reenactment", SELF_METRICS), ("cross_reenactment",
+                                                              CROSS_METRICS)):
+        table = result[task]
+        lines.append(f"{task:<28}" + "".join(f"{m:>16}" for m in table))
+        lines += [f"  {k:<26}" + "".join(f"{_fmt(table[m][k]):>16}" for m in table)
+                  for k in names]
+    return "\n".join(lines)
 
 
 def summary_table(result: dict) -> str:

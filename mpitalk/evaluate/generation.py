@@ -34,7 +34,8 @@ IDENTITY_INFO = ("estimated", "relative", "true")
 def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: int,
                   batch_size: int, space: str = "reference",
                   true_info: dict[str, np.ndarray] | None = None,
-                  photo_pose: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  photo_pose: np.ndarray | None = None, relative: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(mpis (T,D,S,S,4), frame_from_mpi (T,4,4))`` for one identity (S,S,3) float and track,
     via ``generate.generate_frames``, exactly as the main job makes and stores them (each MPI
     in the camera it was made in, with its pose in the frame's camera): the identity's
@@ -43,7 +44,10 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     dataset's ``identity_cond`` and ``identity_expression``: what the flat baseline knows).
     ``space``: the camera the model makes the MPIs in (``generate.SPACES``). ``photo_pose``:
     the identity image's true pose (6,); given, the track's poses are taken as motion from it
-    and moved onto the pose the model is told for the photo ("relative" in ``IDENTITY_INFO``)."""
+    and moved onto the pose the model is told for the photo ("relative" in ``IDENTITY_INFO``).
+    ``relative``: instead, the track's motion about its own median is applied to the photo's
+    estimated pose (``generate.relative_to_identity``: the main job's default ``pose_mode``, for
+    a track filmed elsewhere)."""
     from mpitalk import controls, generate
 
     _, K = generate.mpi_geometry(config)
@@ -51,6 +55,8 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     if photo_pose is not None:
         pose = track.pose - np.asarray(photo_pose, np.float32) + generate.reference_pose(info)
         track = controls.Track(track.values, pose.astype(np.float32), track.fps, track.names)
+    elif relative:
+        track = generate.relative_to_identity(track, info)
     frames = list(generate.generate_frames(model, config, identity, track, seed=seed,
                                            steps=steps, batch_size=batch_size,
                                            identity_info=info, space=space))

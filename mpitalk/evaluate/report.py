@@ -19,6 +19,9 @@ import numpy as np
 from mpitalk import metrics
 from mpitalk.evaluate.scores import BLINK, IMAGE_METRICS, METHODS, VIEWS
 
+FOOTAGE_METHODS = ("model", "flat", "identity_image")  # evaluate.footage.METHODS (no import
+# cycle: footage imports this module)
+
 # (dotted metric, label, better: "high" / "low" / "" for neutral)
 REPORT_ROWS: tuple[tuple[str, str, str], ...] = tuple(
     (f"views.{v}.{m}", f"{v} {m.upper()}", "high" if m != "lpips" else "low")
@@ -291,3 +294,162 @@ def write_portrait_report(out: Path, result: dict, rows: dict[str, dict[str, flo
     (out / "report.html").write_text(_page("mpitalk portraits", "mpitalk on real portraits", parts))
 
 
+
+
+# --- real footage ---------------------------------------------------------------------------
+
+# (metric, label, better) of the two footage tables
+FOOTAGE_SELF_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("psnr", "PSNR vs the real frames (dB)", "high"),
+    ("ssim", "SSIM vs the real frames", "high"),
+    ("lpips", "LPIPS vs the real frames", "low"),
+    ("face_lpips", "LPIPS of the face box (128 px)", "low"),
+    ("identity_distance", "dlib distance to the identity frame (< 0.6 same)", "low"),
+    ("expr_corr", "expression correlation with the real frames", "high"),
+    ("amplitude", "expression amplitude / the real frames'", "1"),
+    ("face_found", "MediaPipe face-found fraction", "high"),
+    ("flicker", "flicker on the head mask (mean abs diff)", "= real"),
+)
+FOOTAGE_CROSS_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("expr_corr", "expression correlation with the driving track", "high"),
+    ("amplitude", "expression amplitude / the driving track's", "1"),
+    ("identity_distance", "dlib distance to the photo (< 0.6 same)", "low"),
+    ("face_found", "MediaPipe face-found fraction", "high"),
+    ("sharpness", "face-box Laplacian variance / the photo's", "1"),
+)
+
+
+def _jpeg_b64(image: np.ndarray, quality: int = 85) -> str:
+    """A data: URI of an image (H,W,3) as JPEG (photographic strips: a tenth of a PNG)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(metrics.to_uint8(image)).save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plain(x) -> str:
+    """A number as text for a cell that holds several ("-": none)."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
+def _footage_table(table: dict, rows: Sequence[tuple[str, str, str]], extra: dict | None = None
+                   ) -> str:
+    """metric rows x method columns of ``table`` {method: {metric: value}}; ``extra``: one
+    more column (the real frames' own values)."""
+    methods = list(table)
+    header = ["metric", "better"] + methods + (["real frames"] if extra is not None else [])
+    body = [[label, better] + [table[m].get(key, math.nan) if table[m].get(key) is not None
+                               else math.nan for m in methods]
+            + ([extra.get(key, math.nan) if extra.get(key) is not None else math.nan]
+               if extra is not None else [])
+            for key, label, better in rows]
+    return _table(header, body)
+
+
+def _footage_track_plot(panels: dict[str, dict], channel: str = "jawOpen"):
+    """``channel`` over the frames used, one panel per title, one line per track."""
+    from mpitalk.controls import ARKIT_NAMES
+
+    c = ARKIT_NAMES.index(channel)
+    names = list(panels)[:4]
+    fig, axes = _pyplot().subplots(1, max(1, len(names)), figsize=(3.8 * max(1, len(names)), 2.8),
+                                   squeeze=False)
+    for ax, name in zip(axes[0], names, strict=False):
+        for label, values in panels[name].items():
+            if values is not None:
+                ax.plot(np.asarray(values)[:, c], label=label,
+                        ls="--" if label in ("real", "driver") else "-")
+        ax.set_title(f"{name[:34]}: {channel}", fontsize=8)
+        ax.set_xlabel("frame")
+        ax.set_ylim(-0.05, 1.05)
+    axes[0][0].legend(fontsize=7)
+    return fig
+
+
+def write_footage_report(path: Path, result: dict, details: dict, self_images: dict,
+                         cross_images: dict) -> None:
+    """The self-contained HTML report of a real-footage evaluation: the tables of means (all
+    clips, per source video), per clip and per pair, jawOpen over time, and frames side by side
+    (real, generated, flat) for the first clip / pair of each source."""
+    run = result["run"]
+    parts = ["<p>" + html.escape(
+        f"checkpoint {run['checkpoint']} · data {run['data']} · split {run['split']} · "
+        f"{run['clips']} clips, frames {run['frames_per_clip']} · {run['pairs']} cross pairs · "
+        f"{run['steps']} sampler steps · seed {run['seed']} · {run['seconds']:.0f} s") + "</p>",
+        "<p class='note'><b>model</b>: generated MPIs rendered at each frame's pose; "
+        "<b>flat</b>: the identity image on one opaque plane at the head's depth, moved rigidly "
+        "with the head; <b>identity_image</b>: the identity image itself, unchanged. "
+        "Self-reenactment: each clip's identity frame driven by its own track and head motion, "
+        "compared with the real frames. Cross-reenactment: identity frames and the photo driven "
+        "by other clips' tracks and the driving track with the head held still (pose scale 0), "
+        "so the flat baseline is the photo itself. Expression agreement: per blendshape whose "
+        "driver moves (std &ge; 0.08), the correlation and the std ratio (amplitude), averaged; "
+        "a response that does not move counts as correlation 0. Sharpness: variance of the "
+        "Laplacian of the photo's face box (128 px) as a fraction of the photo's. Means over "
+        "clips / pairs; &ndash; = nothing to measure.</p>",
+        "<h2>Self-reenactment</h2>",
+        _footage_table(result["self_reenactment"], FOOTAGE_SELF_ROWS,
+                       result["reference"]["real_frames"])]
+    for source, table in result["by_source"]["self_reenactment"].items():
+        parts += [f"<h3>{html.escape(source)}</h3>",
+                  _footage_table(table, FOOTAGE_SELF_ROWS)]
+    parts += ["<h2>Cross-reenactment</h2>",
+              _footage_table(result["cross_reenactment"], FOOTAGE_CROSS_ROWS)]
+    for source, table in result["by_source"]["cross_reenactment"].items():
+        parts += [f"<h3>identity from {html.escape(source)}</h3>",
+                  _footage_table(table, FOOTAGE_CROSS_ROWS)]
+
+    parts.append("<h2>Expression agreement over all frames of a source at once</h2>"
+                 "<p class='note'>Each clip's / pair's series concatenated before the "
+                 "per-blendshape correlation and amplitude (a 12-frame clip rarely has a "
+                 "channel that moves 0.08): correlation / amplitude / channels.</p>")
+    for task, pooled in result["expression_pooled"].items():
+        methods = [m for m in FOOTAGE_METHODS if any(m in v for v in pooled.values())]
+        parts.append(f"<h3>{task}</h3>" + _table(["source"] + list(methods), [
+            [source] + [" / ".join(_plain(v.get(m, {}).get(k)) for k in
+                                   ("expr_corr", "amplitude", "expr_channels"))
+                        for m in methods] for source, v in pooled.items()]))
+    cols = ("psnr", "lpips", "face_lpips", "identity_distance", "expr_corr", "amplitude")
+    methods = [m for m in ("model", "flat") if m in result["self_reenactment"]]
+    parts += ["<h2>Per clip (self-reenactment)</h2>", _table(
+        ["clip", "source"] + [f"{m}: {c}" for m in methods for c in cols],
+        [[r["clip"], r["source"]] + [_lookup(r, f"{m}.{c}") for m in methods for c in cols]
+         for r in details["self_reenactment"]])]
+    cols = ("expr_corr", "amplitude", "identity_distance", "face_found", "sharpness")
+    parts += ["<h2>Per pair (cross-reenactment)</h2>", _table(
+        ["identity", "driver"] + [f"{m}: {c}" for m in methods for c in cols],
+        [[r["photo"], r["driver"]] + [_lookup(r, f"{m}.{c}") for m in methods for c in cols]
+         for r in details["cross_reenactment"]])]
+
+    if self_images:
+        panels = {name: im["tracks"] for name, im in self_images.values()}
+        parts.append(f"<img src='{_fig_b64(_footage_track_plot(panels))}'>")
+        parts.append("<p class='note'>jawOpen read by MediaPipe from the real frames (dashed) "
+                     "and from each method's frames.</p>")
+    for source, (name, im) in self_images.items():
+        rows = [[(im["identity"], "identity")] +
+                [(f, f"real {t}") for f, t in zip(im["real"], im["picks"], strict=True)]]
+        for m in ("model", "flat"):
+            if m in im:
+                rows.append([(None, "")] + [(f, f"{m} {t}") for f, t in
+                                            zip(im[m], im["picks"], strict=True)])
+        parts.append(f"<h3>self: {html.escape(name)} ({html.escape(source)})</h3>"
+                     f"<img src='{_jpeg_b64(grid(rows, 112))}'>")
+    if cross_images:
+        panels = {name: im["tracks"] for name, im in cross_images.values()}
+        parts.append(f"<img src='{_fig_b64(_footage_track_plot(panels))}'>")
+        parts.append("<p class='note'>jawOpen of the driving track (dashed) and read by "
+                     "MediaPipe from each method's frames.</p>")
+    for name, im in cross_images.values():
+        rows = []
+        if "driver" in im:
+            rows.append([(im["photo"], "photo")] + [(f, f"driver {t}") for f, t in
+                                                    zip(im["driver"], im["picks"], strict=True)])
+        for m in ("model", "flat"):
+            if m in im:
+                rows.append([(im["photo"] if not rows else None, "photo" if not rows else "")] +
+                            [(f, f"{m} {t}") for f, t in zip(im[m], im["picks"], strict=True)])
+        parts.append(f"<h3>cross: {html.escape(name)}</h3>"
+                     f"<img src='{_jpeg_b64(grid(rows, 112))}'>")
+    path.write_text(_page("mpitalk footage evaluation", "mpitalk on real footage", parts))

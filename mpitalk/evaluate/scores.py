@@ -113,3 +113,114 @@ def flicker_scores(frames: np.ndarray, mask: np.ndarray | None, held: np.ndarray
     return {"temporal.flicker": metrics.flicker(frames, mask),
             "temporal.flicker_held": (metrics.flicker(frames, mask, held) if held.any()
                                       else math.nan)}
+
+
+# --- real footage: expression agreement, face boxes, sharpness -------------------------------
+
+MIN_DRIVER_STD = 0.08  # a blendshape counts in expression agreement when its driver moves this much
+_STILL_STD = 0.01  # metrics.pearson's floor: a response under it does not move at all
+
+
+def expression_agreement(driver: np.ndarray, response: np.ndarray,
+                         min_driver_std: float = MIN_DRIVER_STD) -> tuple[float, float, int]:
+    """How well a response track follows its driver, both (T,52) blendshapes over the same
+    frames: ``(correlation, amplitude, channels)``, the means over the blendshapes whose driver
+    standard deviation is at least ``min_driver_std`` (``channels`` of them) of each one's
+    Pearson correlation and of its standard-deviation ratio response / driver.
+
+    A response channel that does not move (std under 0.01, where ``metrics.pearson`` gives NaN)
+    follows nothing: its correlation counts as 0, not as missing, so a still face (the identity
+    image repeated) scores 0 rather than dropping out of the mean. Frames with NaN in either
+    (no face read there) are left out. NaN when no channel moves."""
+    d = np.asarray(driver, np.float64)
+    r = np.asarray(response, np.float64)
+    if d.shape != r.shape or d.ndim != 2:
+        raise ValueError(f"driver and response must be the same (T,C), got {d.shape}, {r.shape}")
+    keep = np.isfinite(d).all(1) & np.isfinite(r).all(1)  # frames where both read a face
+    d, r = d[keep], r[keep]
+    channels = np.flatnonzero(d.std(0) >= min_driver_std) if len(d) >= 2 else np.array([], int)
+    if channels.size == 0:
+        return math.nan, math.nan, 0
+    corr = [0.0 if r[:, c].std() < _STILL_STD else metrics.pearson(d[:, c], r[:, c], 0.0)
+            for c in channels]
+    amplitude = [r[:, c].std() / d[:, c].std() for c in channels]
+    return float(np.mean(corr)), float(np.mean(amplitude)), int(channels.size)
+
+
+def read_faces(frames: np.ndarray) -> list:
+    """MediaPipe's largest face (``face.Face``) or None in each frame (T,H,W,3), every frame
+    read on its own (IMAGE mode, ``face.detect_faces``), each distinct frame once.
+
+    Not VIDEO mode (``extract``): its tracker starts from a detection and settles over the
+    next frames, so even one image repeated reads as moving (on data/identity.png at 128 px a
+    mouth channel drifts by 0.05 over 12 frames), which on a one-second clip is noise the size
+    of the expressions measured. Read frame by frame, a still image reads as still."""
+    from mpitalk import face
+
+    seen: dict[bytes, object] = {}
+    out = []
+    for f in metrics.to_uint8(frames):
+        key = f.tobytes()
+        if key not in seen:
+            found = face.detect_faces(f, max_faces=1)
+            seen[key] = found[0] if found else None
+        out.append(seen[key])
+    return out
+
+
+def blendshapes(faces: Sequence) -> tuple[np.ndarray, float]:
+    """((T,52) blendshapes of ``read_faces``'s faces, NaN rows where none; face-found rate)."""
+    rows = [np.full(52, np.nan) if f is None else np.asarray(f.blendshapes, np.float64)
+            for f in faces]
+    found = float(np.mean([f is not None for f in faces])) if faces else math.nan
+    return (np.stack(rows) if rows else np.zeros((0, 52))), found
+
+
+def face_box(face_or_image, size: tuple[int, int] | None = None
+             ) -> tuple[int, int, int, int] | None:
+    """The square (x0, y0, x1, y1) integer pixel box around MediaPipe's landmarks of a face
+    (``face.Face``, in an image of ``size`` (H, W)) or of the largest face in an image
+    (H,W,3) (side = the landmark box's longer side, clipped to the image); None: no face."""
+    if isinstance(face_or_image, np.ndarray):
+        size = face_or_image.shape[:2]
+        face_or_image = read_faces(face_or_image[None])[0]
+    if face_or_image is None:
+        return None
+    x0, y0, x1, y1 = face_or_image.box
+    h, w = size
+    side = max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    box = (int(math.floor(cx - side / 2)), int(math.floor(cy - side / 2)),
+           int(math.ceil(cx + side / 2)), int(math.ceil(cy + side / 2)))
+    box = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
+    return box if box[2] - box[0] >= 2 and box[3] - box[1] >= 2 else None
+
+
+def crop_resized(image: np.ndarray, box: tuple[int, int, int, int], size: int = 128
+                 ) -> np.ndarray:
+    """The ``box`` (x0, y0, x1, y1) of ``image`` (H,W,3) resized to (size,size,3) float [0,1]
+    (bicubic)."""
+    from PIL import Image
+
+    x0, y0, x1, y1 = box
+    crop = Image.fromarray(metrics.to_uint8(image)[y0:y1, x0:x1])
+    return np.asarray(crop.resize((size, size), Image.BICUBIC), np.float32) / 255.0
+
+
+def laplacian_variance(image: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of the grey image (H,W,3) float [0,1], over the
+    pixels whose neighbours are all inside the image (a standard focus / blur measure)."""
+    g = metrics.to_float(image).astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4.0 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def sharpness(frames: np.ndarray, photo: np.ndarray, box: tuple[int, int, int, int],
+              size: int = 128) -> float:
+    """Mean over frames (T,H,W,3) of the Laplacian variance of the face ``box`` resized to
+    size x size, as a fraction of the same measure on ``photo`` (H,W,3) (1 = as sharp as the
+    photo, lower = blurrier). NaN when the photo's box is flat."""
+    ref = laplacian_variance(crop_resized(photo, box, size))
+    if ref <= 0:
+        return math.nan
+    return float(np.mean([laplacian_variance(crop_resized(f, box, size)) for f in frames]) / ref)
