@@ -3,6 +3,7 @@ starts from a checkpoint without a flow branch (the shipped one's case) and lear
 
 import json
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -60,3 +61,13 @@ def test_a_flow_run_starts_from_a_model_without_one_and_learns_the_flow(tmp_path
     np.testing.assert_array_equal(np.asarray(trainer.model.unet.stem.kernel[...]),
                                   np.asarray(old.unet.stem.kernel[...]))
     assert not np.any(np.asarray(trainer.model.heads.flow.kernel[...]))
+
+
+def test_the_flow_branch_is_clipped_apart_from_the_rest():
+    """Its gradient is ~100x the rest's (crop units): one global clip would shrink the rest's."""
+    model = M.MPIModel(CFG, rngs=nnx.Rngs(0))
+    flow = [path for path, _ in jax.tree_util.tree_flatten_with_path(
+        nnx.state(model, nnx.Param))[0] if train._is_flow_param(path)]
+    names = sorted("/".join(str(getattr(k, "key", k)) for k in p[:-1]) for p in flow)
+    assert names == ["heads/flow/bias", "heads/flow/kernel", "heads/prior_gate",
+                     "unet/extra_stem/kernel"]
