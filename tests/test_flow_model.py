@@ -189,3 +189,42 @@ def test_flow_checkpoint_round_trip_and_bad_upgrades(tmp_path, flowing):
         M.with_flow(flowing, 0.1)
     with pytest.raises(UserError):
         M.with_flow(M.MPIModel(CFG, rngs=nnx.Rngs(0)), 0.1, flow_groups=D + 1)
+
+
+@pytest.mark.parametrize("space", ["reference", "target"])
+def test_generation_gives_a_flow_model_the_rig_prior_of_its_camera(monkeypatch, space):
+    """The cond a flow model is sampled with holds rig.render_prior_flow from the MPI's camera
+    (the photo's: the frame's expression at the photo's pose; or the frame's) to the photo."""
+    from mpitalk import controls, generate, rig
+
+    cfg = CFG.replace(flow_bound=0.1)
+    seen = {}
+
+    def fake_sample(model, config, identity, cond, *a, **k):
+        seen.update(cond)
+        return np.zeros((identity.shape[0], D, S, S, 4), np.float32)
+
+    monkeypatch.setattr(M, "sample_mpi", fake_sample)
+    pose = np.tile(camera.default_head_pose(), (2, 1)).astype(np.float32)
+    pose[1, 0] = 0.2
+    values = np.zeros((2, 52), np.float32)
+    values[:, controls.ARKIT_NAMES.index("jawOpen")] = [0.2, 0.9]
+    info = {"identity_expression": np.concatenate([np.zeros(52), camera.default_head_pose()]
+                                                  ).astype(np.float32),
+            "identity_cond": np.zeros((S, S, 4), np.float32)}
+    track = controls.Track(values, pose, 25.0)
+    list(generate.generate_frames(None, cfg, np.full((S, S, 3), 0.5, np.float32), track,
+                                  batch_size=2, identity_info=info, space=space))
+    _, K = generate.mpi_geometry(cfg)
+    for k in range(2):
+        target_pose = camera.default_head_pose() if space == "reference" else pose[k]
+        flow, valid = rig.render_prior_flow(np.zeros(52), camera.default_head_pose(),
+                                            values[k], target_pose, K, S, unit="crop")
+        np.testing.assert_allclose(seen["prior_flow"][k], flow, atol=1e-7)
+        np.testing.assert_array_equal(seen["prior_valid"][k], valid)
+    assert np.abs(seen["prior_flow"][1]).max() > 0.5 / S  # the open jaw moves pixels
+    # a model without a flow branch is given no prior
+    seen.clear()
+    list(generate.generate_frames(None, CFG, np.full((S, S, 3), 0.5, np.float32), track,
+                                  batch_size=2, identity_info=info, space=space))
+    assert "prior_flow" not in seen
