@@ -30,7 +30,6 @@ from flax import nnx
 from mpitalk import mpi
 from mpitalk.model.unet import depth_to_space
 
-
 # the prior gate is PRIOR_GATE_SCALE times its parameter: Adam moves a parameter by about the
 # learning rate per step (1e-4 here), and the gate should be able to reach 1 in a few hundred
 PRIOR_GATE_SCALE = 20.0
