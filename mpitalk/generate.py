@@ -170,6 +170,27 @@ def frame_conditions(track: controls.Track, size: int, K: np.ndarray,
             "expression": np.concatenate([values, pose], axis=1).astype(np.float32)}
 
 
+def prior_conditions(expression: np.ndarray, identity_info: dict[str, np.ndarray] | None,
+                     K: np.ndarray, size: int, reference: bool = True) -> dict[str, np.ndarray]:
+    """The rig's prior flow for frames of ``expression`` (n,58) (blendshapes + the drivable
+    head pose, as :func:`frame_conditions` gives them): ``prior_flow`` (n,S,S,2) crop units
+    and ``prior_valid`` (n,S,S), backward from the MPI's camera (the photo's when
+    ``reference``, with the frame's expression at the photo's pose; else the frame's) into
+    the photo at its expression and pose (``identity_info``; None: neutral at the default
+    pose, as the model then assumes). What a model with a flow branch reads (issue 20)."""
+    from mpitalk import rig
+
+    pose_ref = reference_pose(identity_info)
+    values_ref = (np.zeros(52, np.float32) if identity_info is None
+                  else np.asarray(identity_info["identity_expression"][:52], np.float32))
+    expression = np.asarray(expression, np.float32)
+    target_pose = np.broadcast_to(pose_ref, (len(expression), 6)) if reference \
+        else expression[:, 52:]
+    flow, valid = rig.render_prior_flow(values_ref, pose_ref, expression[:, :52], target_pose,
+                                        K, size, unit="crop")
+    return {"prior_flow": flow.astype(np.float32), "prior_valid": valid.astype(np.float32)}
+
+
 def generate_frames(model, config, identity: np.ndarray, track: controls.Track, *,
                     seed: int = 0, steps: int = 8, sampler: str = "euler", batch_size: int = 4,
                     progress: bool = False, timings: Timings | None = None,
@@ -200,7 +221,7 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
 def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
                     **kw) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
     """Yield ``(fields, frame_from_mpi)`` per track frame: the factored MPI of each frame
-    (``alpha``, ``blend`` (D,S,S), ``color`` (S,S,3), ``flow`` (1,S,S,2) float32; see
+    (``alpha``, ``blend`` (D,S,S), ``color`` (S,S,3), ``flow`` (G,S,S,2) float32; see
     ``mpi.materialize``), made in the identity photo's camera, and its pose in the frame. The
     same sampling as :func:`generate_frames` (same arguments; ``space`` must be
     ``"reference"``): ``mpi.materialize(fields, identity, S)`` is its rgba; with the photo at a
@@ -257,6 +278,9 @@ def _generate(sample, to_dense, model, config, identity: np.ndarray, track: cont
             for k, v in identity_info.items():
                 cond[k] = np.broadcast_to(v, (n,) + v.shape).astype(np.float32)
         cond["camera_space"] = np.full((n,), float(space == "reference"), np.float32)
+        if getattr(config, "flow_bound", 0.0) > 0:  # a warp-and-paint model reads the rig prior
+            cond.update(prior_conditions(cond["expression"], identity_info, K, S,
+                                         reference=space == "reference"))
         t1 = time.perf_counter()
         ident = np.broadcast_to(identity, (n, S, S, 3)).astype(np.float32)
         out = sample(model, config, ident, cond, key, steps=steps, sampler=sampler)

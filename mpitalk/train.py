@@ -42,7 +42,14 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mpitalk import UserError, camera, checkpoint, diffusion, mpi, run_cli
-from mpitalk.model import PRESETS, Config, MPIModel, build_conditioning, mpi_geometry
+from mpitalk.model import (
+    PRESETS,
+    Config,
+    MPIModel,
+    build_conditioning,
+    mpi_geometry,
+    with_flow,
+)
 
 # ------------------------------------------------------------------------------------------
 # data
@@ -153,7 +160,18 @@ def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
     has_id = float(rng.random() >= config.p_drop_identity_info)
     pose_t, pose_ref = clip["pose"][t], clip["identity_pose"]
     tgt_from_ref = camera.head_motion(pose_t, pose_ref)
-    return {
+    prior = {}
+    if config.flow_bound > 0:
+        # the rig's prior flow in the camera this sample's MPI is made in (the batch's last
+        # num_reference samples are in the identity's); from what the model is told about the
+        # identity, as generation has it (dropped identity info: neutral, default pose)
+        j = n % config.batch_size
+        reference = j >= config.batch_size - num_reference(config, config.batch_size)
+        prior = prior_flow_of(clip["identity_controls"] * has_id,
+                              pose_ref if has_id else camera.default_head_pose(),
+                              clip["controls"][t], pose_t, clip["K"],
+                              clip["target_rgb"].shape[1], reference)
+    return {**prior,
         "identity": clip["identity_rgb"],
         "identity_cond": clip["identity_cond"] * np.uint8(has_id),
         "identity_expression": np.concatenate([clip["identity_controls"], pose_ref]) * has_id,
@@ -167,6 +185,22 @@ def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
         "loss_mask": (clip["head_mask"][t] if "head_mask" in clip
                       else np.full(clip["target_rgb"].shape[1:3], 255, np.uint8)),
     }
+
+
+def prior_flow_of(identity_values: np.ndarray, identity_pose: np.ndarray,
+                  values: np.ndarray, pose: np.ndarray, K: np.ndarray, size: int,
+                  reference: bool) -> dict[str, np.ndarray]:
+    """The model's ``prior_flow`` (S,S,2) float32 (crop units) and ``prior_valid`` (S,S) uint8
+    for a frame of blendshapes ``values`` (52,) and head pose ``pose`` (6,): the rig's backward
+    flow into the identity (``rig.render_prior_flow``) in the MPI's camera: the identity's
+    (``reference``: the frame's expression at the identity's pose) or the frame's."""
+    from mpitalk import rig
+
+    identity_pose = np.asarray(identity_pose, np.float32)
+    flow, valid = rig.render_prior_flow(identity_values, identity_pose, values,
+                                        identity_pose if reference else pose, K, size,
+                                        unit="crop")
+    return {"prior_flow": flow.astype(np.float32), "prior_valid": valid.astype(np.uint8)}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -234,7 +268,9 @@ def _to_cond(b: dict[str, jax.Array]) -> dict[str, jax.Array]:
             "prev_frame": b["prev_frame"].astype(f) / 255.0, "has_prev": b["has_prev"],
             "identity_cond": b["identity_cond"].astype(f) / 255.0,
             "identity_expression": b["identity_expression"],
-            "has_identity_info": b["has_identity_info"]}
+            "has_identity_info": b["has_identity_info"],
+            **({"prior_flow": b["prior_flow"], "prior_valid": b["prior_valid"].astype(f)}
+               if "prior_flow" in b else {})}
 
 
 def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, reference: bool):
@@ -257,7 +293,8 @@ def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, referen
     y = y01 * 2.0 - 1.0
     x = y + sigma[:, None, None, None] * jax.random.normal(k_noise, y.shape)
     scale = diffusion.c_in(sigma, config.sigma_data)[:, None, None, None]
-    rgba = model(scale * x, diffusion.c_noise(sigma), cond)
+    fields = model.fields(scale * x, diffusion.c_noise(sigma), cond)
+    rgba = model.heads.compose(fields, cond)
     if reference:
         r = config.ref_render_scale
         S = config.image_size
@@ -273,7 +310,23 @@ def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, referen
     else:
         rgb, _ = jax.vmap(mpi.composite)(rgba)
         mse = jnp.mean(((rgb - y01) * 2.0) ** 2, (1, 2, 3))
-    return diffusion.loss_weight(sigma, config.sigma_data) * mse, mse
+    loss = diffusion.loss_weight(sigma, config.sigma_data) * mse
+    extra = {}
+    if config.flow_bound > 0:
+        flow_px = fields["flow"] * config.image_size  # (B,G,S,S,2)
+        smooth = flow_smoothness(flow_px)
+        loss = loss + config.flow_smooth * smooth
+        extra = {"flow_tv": smooth, "flow_px": jnp.mean(jnp.abs(flow_px), (1, 2, 3, 4))}
+    return loss, mse, extra
+
+
+def flow_smoothness(flow_px: jax.Array) -> jax.Array:
+    """(B,) mean absolute difference of a flow (B,G,S,S,2), pixels, between horizontal and
+    vertical neighbours (pixels per pixel): a total-variation prior that keeps the warp from
+    tearing the photo apart while allowing the sharp flow edges of a lip's outline."""
+    dx = jnp.abs(flow_px[:, :, :, 1:] - flow_px[:, :, :, :-1])
+    dy = jnp.abs(flow_px[:, :, 1:] - flow_px[:, :, :-1])
+    return 0.5 * (jnp.mean(dx, (1, 2, 3, 4)) + jnp.mean(dy, (1, 2, 3, 4)))
 
 
 def reference_mse(rgb: jax.Array, cover: jax.Array, target: jax.Array,
@@ -299,10 +352,14 @@ def loss_fn(model: MPIModel, batch: dict[str, jax.Array], key: jax.Array):
     for name, sl, ref, k in (("target", slice(0, B - n_ref), False, k_t),
                              ("reference", slice(B - n_ref, B), True, k_r)):
         if sl.stop > sl.start:
-            w, mse = _half_loss(model, {k_: v[sl] for k_, v in batch.items()}, k, ref)
+            w, mse, extra = _half_loss(model, {k_: v[sl] for k_, v in batch.items()}, k, ref)
             losses.append(w)
             metrics[f"mse_{name}"] = jnp.mean(mse)
+            for key_, v in extra.items():
+                metrics[f"{key_}_{name}"] = jnp.mean(v)
     loss = jnp.mean(jnp.concatenate(losses))
+    if model.config.flow_bound > 0:
+        metrics["prior_gate"] = model.heads.gate()
     return loss, metrics
 
 
@@ -321,11 +378,32 @@ def lr_schedule(config: Config) -> optax.Schedule:
     return lr
 
 
+# parameters of the flow branch (model.heads.flow, .prior_gate, model.unet.extra_stem)
+_FLOW_PARAMS = ("flow", "prior_gate", "extra_stem")
+
+
+def _is_flow_param(path) -> bool:
+    return any(getattr(k, "key", getattr(k, "name", None)) in _FLOW_PARAMS for k in path)
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """AdamW on :func:`lr_schedule`, after global-norm clipping."""
+    """AdamW on :func:`lr_schedule`, after global-norm clipping. With a flow branch its
+    parameters are clipped on their own: the flow is in units of the crop's side, so its
+    layer's gradient is ~100x the rest's (331 vs 3 on a real batch at the shipped model), and
+    one global clip would scale every other gradient by its changing norm; the rest is then
+    clipped and stepped exactly as without the branch."""
     lr = lr_schedule(config)
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                       optax.adamw(lr, b1=0.9, b2=0.99, weight_decay=config.weight_decay))
+
+    def adamw() -> optax.GradientTransformation:
+        return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                           optax.adamw(lr, b1=0.9, b2=0.99, weight_decay=config.weight_decay))
+
+    if config.flow_bound <= 0:
+        return adamw()
+    return optax.multi_transform(
+        {"flow": adamw(), "rest": adamw()},
+        lambda params: jax.tree_util.tree_map_with_path(
+            lambda path, _: "flow" if _is_flow_param(path) else "rest", params))
 
 
 @nnx.jit
@@ -421,6 +499,18 @@ class Trainer:
         """Start from the weights of a saved model (``checkpoint.save``): the model and its EMA
         both take them; the optimizer starts fresh. Returns the saved model's training step."""
         saved_config, saved = checkpoint.load(path)
+        if saved_config.flow_bound <= 0 < self.config.flow_bound:
+            # a model from before the flow branch: given one that starts at zero (same outputs)
+            saved = with_flow(saved, self.config.flow_bound, self.config.flow_groups)
+            saved_config = saved.config
+        if (saved_config.flow_bound > 0) != (self.config.flow_bound > 0) or (
+                self.config.flow_bound > 0
+                and saved_config.flow_groups != self.config.flow_groups):
+            raise UserError(f"{path}: its flow branch (flow_bound {saved_config.flow_bound}, "
+                            f"flow_groups {saved_config.flow_groups}) does not fit this run's "
+                            f"(flow_bound {self.config.flow_bound}, flow_groups "
+                            f"{self.config.flow_groups}); a flow branch can be added, not "
+                            "removed, and its groups cannot change")
         for name in ARCHITECTURE_FIELDS:
             if getattr(saved_config, name) != getattr(self.config, name):
                 raise UserError(f"{path}: its {name} is {getattr(saved_config, name)!r}, this "
@@ -570,7 +660,11 @@ def preview_batch(clips: list[dict[str, np.ndarray]], config: Config) -> dict[st
             "expression": np.concatenate([clip["controls"][t], pose_t]),
             "prev_frame": np.zeros_like(clip["target_rgb"][t], np.float32), "has_prev": 0.0,
             # the +10 degree side view: orbit about the head centre, as docs/dataset.md does
-            "side_from_target": camera.orbit_pose(np.radians(10.0), 0.0, pose_t[3:6])})
+            "side_from_target": camera.orbit_pose(np.radians(10.0), 0.0, pose_t[3:6]),
+            **(prior_flow_of(clip["identity_controls"], clip["identity_pose"],
+                             clip["controls"][t], pose_t, clip["K"],
+                             clip["target_rgb"].shape[1], True)
+               if config.flow_bound > 0 else {})})
     return {k: np.asarray(v, np.float32) for k, v in collate(items).items()}
 
 
@@ -581,7 +675,8 @@ def preview_images(model: MPIModel, preview: dict[str, np.ndarray], steps: int,
     stores it): target-view render, its depth, +10 degree view."""
     config = model.config
     cond = {k: preview[k] for k in ("identity_cond", "identity_expression", "cond_render",
-                                    "expression", "prev_frame", "has_prev")}
+                                    "expression", "prev_frame", "has_prev", "prior_flow",
+                                    "prior_valid") if k in preview}
     cond["camera_space"] = np.ones(len(preview["identity"]), np.float32)
     key = jax.random.key(config.seed + 1) if key is None else key
     from mpitalk.model import sample_fields

@@ -24,7 +24,19 @@ key                   shape        meaning
                                    per sample (training drops them at random), default 1
 ``camera_space``      (B,)         0.0: MPI in the target camera (default); 1.0: in the
                                    identity's camera (training's "reference space")
+``prior_flow``        (B,S,S,2)    the rig's backward flow from the MPI's camera to the
+                                   identity (``rig.render_prior_flow``, unit "crop"; in
+                                   the identity's camera with the target pose = the
+                                   identity's). Read only by models with a flow branch
+                                   (``flow_bound`` > 0); optional, zeros when absent
+``prior_valid``       (B,S,S)      1 where ``prior_flow`` is valid, else 0 (with it)
 ===================== ============ ====================================================
+
+The rig prior enters a flow model twice: as three input channels (flow x 10, validity) in
+both camera spaces, and, where the MPI is in the identity's camera (where the prior is exactly
+the offset the flow field means), as the base of the predicted flow behind a gate that starts
+at 0. In the target camera the flow is an offset from the plane sweep's sampling point, which
+differs per plane, so the prior is only an input there.
 """
 
 from __future__ import annotations
@@ -38,16 +50,18 @@ from flax import nnx
 
 from mpitalk import UserError, camera, diffusion, mpi
 from mpitalk.model.config import PRESETS, Config, base, micro, tiny
-from mpitalk.model.heads import MPIHeads, plane_sweep, resample_heads
+from mpitalk.model.heads import MPIHeads, plane_groups, plane_sweep, resample_heads
 from mpitalk.model.unet import UNet
 
 __all__ = ["Config", "MPIModel", "PRESETS", "base", "build_conditioning", "denoise",
-           "denoise_fields", "micro", "mpi_geometry", "sample_fields", "sample_mpi", "tiny",
-           "with_blocks", "with_planes"]
+           "denoise_fields", "micro", "mpi_geometry", "plane_groups", "sample_fields",
+           "sample_mpi", "tiny", "with_blocks", "with_flow", "with_planes"]
 
 NUM_EXPRESSION = 58  # 52 ARKit blendshapes + 6 pose numbers
 IMAGE_CHANNELS = 3 + 3 + 4 + 4 + 3  # noisy target, identity, identity_cond, cond_render, prev
 VECTOR_DIM = 2 * NUM_EXPRESSION + 6 + 3  # target, identity, relative pose, 3 flags
+PRIOR_CHANNELS = 3  # the rig's prior flow (x, y) x PRIOR_INPUT_SCALE and its validity (-1/1)
+PRIOR_INPUT_SCALE = 10.0  # crop units -> order one (a 0.1 crop offset, 13 px at 128, -> 1)
 
 
 def mpi_geometry(config: Config) -> tuple[jax.Array, np.ndarray]:
@@ -119,7 +133,22 @@ def build_conditioning(config: Config, identity: jax.Array, cond: dict[str, Any]
                               id_expr[:, :52] * has_id[:, None],
                               _pose_features(ref_pose) * has_id[:, None], rel,
                               jnp.stack([has_prev, has_id, space], -1)], axis=-1)
-    return {"image": image, "vector": vector, "sweep": sweep, "tgt_from_mpi": tgt_from_mpi}
+    out = {"image": image, "vector": vector, "sweep": sweep, "tgt_from_mpi": tgt_from_mpi}
+    if config.flow_bound > 0:
+        S = identity.shape[1]
+        if "prior_flow" in cond:
+            valid = jnp.asarray(cond["prior_valid"], jnp.float32).reshape(B, S, S, 1)
+            prior = jnp.asarray(cond["prior_flow"], jnp.float32) * valid
+        else:
+            valid, prior = jnp.zeros((B, S, S, 1)), jnp.zeros((B, S, S, 2))
+        out["prior"] = jnp.concatenate([prior * PRIOR_INPUT_SCALE, valid * 2.0 - 1.0], -1)
+        # the gated base: only where the MPI is in the identity's camera (see module docstring)
+        out["prior_base"] = prior * space[:, None, None, None]
+        out["photo"] = ident4
+        if not reference_space:  # the plane sweep's sampling points, per plane
+            Hs = jax.vmap(lambda T: mpi.plane_homographies(depths, K, T, K))(ref_from_mpi)
+            out["copy_xy"] = jax.vmap(jax.vmap(lambda Hm: mpi.source_xy(Hm, S, S)))(Hs)
+    return out
 
 
 class MPIModel(nnx.Module):
@@ -128,24 +157,26 @@ class MPIModel(nnx.Module):
     def __init__(self, config: Config, *, rngs: nnx.Rngs):
         self.config = config
         c_img = IMAGE_CHANNELS + 3 * len(config.sweep_depths_m)
+        flow = config.flow_bound > 0
         self.unet = UNet(c_img, VECTOR_DIM, config.channels, config.blocks_per_level,
                          config.attention_levels, config.attention_heads, config.emb_dim,
-                         config.stem_factor, rngs=rngs)
+                         config.stem_factor, rngs=rngs, c_extra=PRIOR_CHANNELS if flow else 0)
         self.heads = MPIHeads(self.unet.out_channels, config.num_planes, config.blend_init,
-                              config.stem_factor, rngs=rngs)
+                              config.stem_factor, rngs=rngs, flow_bound=config.flow_bound,
+                              flow_groups=config.flow_groups)
 
     def __call__(self, x_scaled: jax.Array, c_noise: jax.Array,
                  conditioning: dict[str, jax.Array]) -> jax.Array:
-        return self.heads.compose(self.fields(x_scaled, c_noise, conditioning),
-                                  conditioning["sweep"])
+        return self.heads.compose(self.fields(x_scaled, c_noise, conditioning), conditioning)
 
     def fields(self, x_scaled: jax.Array, c_noise: jax.Array,
                conditioning: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """The same output factored (``MPIHeads.fields``; ``mpitalk.mpi.materialize`` of it
         with the identity at S, in the reference camera, is ``__call__``'s rgba)."""
         h = jnp.concatenate([x_scaled, conditioning["image"]], axis=-1)
-        h = self.unet(h, c_noise, conditioning["vector"])
-        return self.heads.fields(h, conditioning["sweep"][..., 3])
+        h = self.unet(h, c_noise, conditioning["vector"], conditioning.get("prior"))
+        return self.heads.fields(h, conditioning["sweep"][..., 3],
+                                 conditioning.get("prior_base"))
 
 
 def with_planes(model: MPIModel, num_planes: int, near_m: float | None = None,
@@ -163,6 +194,30 @@ def with_planes(model: MPIModel, num_planes: int, near_m: float | None = None,
     nnx.update(new.unet, nnx.state(model.unet, nnx.Param))
     resample_heads(model.heads, new.heads, np.asarray(mpi_geometry(config)[0]),
                    np.asarray(mpi_geometry(new_config)[0]))
+    return new
+
+
+def with_flow(model: MPIModel, flow_bound: float, flow_groups: int = 1) -> MPIModel:
+    """``model`` (without a flow branch) given the warp-and-paint colour branch: flow bounded
+    by ``flow_bound`` crop sides, ``flow_groups`` flows; every weight copied, the new ones (the
+    flow layer, the prior's input stem, the prior gate) zero, so that the outputs are
+    unchanged (the flow is exactly 0); fine-tune it."""
+    config = model.config
+    if config.flow_bound > 0:
+        raise UserError(f"the model already has a flow branch (flow_bound {config.flow_bound})")
+    if not flow_bound > 0 or not 1 <= flow_groups <= config.num_planes:
+        raise UserError(f"flow_bound {flow_bound}, flow_groups {flow_groups}: the bound must be "
+                        f"> 0 and the groups between 1 and the {config.num_planes} planes")
+    new = MPIModel(config.replace(flow_bound=float(flow_bound), flow_groups=int(flow_groups)),
+                   rngs=nnx.Rngs(0))
+    old = dict(nnx.state(model, nnx.Param).flat_state())
+    state = nnx.state(new, nnx.Param)
+    for path, var in state.flat_state():
+        if path in old:
+            var.set_value(old[path].get_value())
+        else:  # initialised at zero already; set again so that this does not rest on that
+            var.set_value(jnp.zeros_like(var.get_value()))
+    nnx.update(new, state)
     return new
 
 
@@ -214,7 +269,7 @@ def denoise_fields(model: MPIModel, x: jax.Array, sigma: jax.Array,
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
     scale = diffusion.c_in(sigma, config.sigma_data)[:, None, None, None]
     fields = model.fields(scale * x, diffusion.c_noise(sigma), conditioning)
-    rgba = model.heads.compose(fields, conditioning["sweep"])
+    rgba = model.heads.compose(fields, conditioning)
     rgb = render_to_target(config, rgba, conditioning["tgt_from_mpi"]).rgb
     return rgb * 2.0 - 1.0, fields
 
@@ -233,7 +288,7 @@ def _sample(model: MPIModel, identity, cond, key, steps: int, sampler: str):
     x = jnp.broadcast_to(x, (identity.shape[0], S, S, 3))
     _, fields = diffusion.SAMPLERS[sampler](
         lambda x, s, c: denoise_fields(model, x, s, c), x, sigmas, k_sampler, conditioning)
-    return fields, model.heads.compose(fields, conditioning["sweep"])
+    return fields, model.heads.compose(fields, conditioning)
 
 
 def sample_mpi(model: MPIModel, config: Config, identity: Any, cond: dict[str, Any],

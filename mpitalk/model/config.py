@@ -31,6 +31,11 @@ class Config:
     sweep_depths_m: tuple[float, ...] = (0.6, 1.1)  # identity pre-warped at these depths (metres)
     # into the MPI camera and fed as input (head centre, backdrop): the coarse "where did it go"
     blend_init: float = 2.0  # initial logit of the per-plane identity-copy blend (sigmoid -> 0.88)
+    flow_bound: float = 0.0  # warp and paint (issue 20): bound of the colour branch's predicted
+    # flow (the factored MPI's sampling offset into the photo), units of the photo crop's side,
+    # through a tanh; 0: no flow branch and no rig prior input (every model before issue 20)
+    flow_groups: int = 1  # G, flows predicted per pixel; plane i uses flow[i * G // D]
+    # (contiguous groups back to front, the factored format's plane_groups)
     # --- diffusion (EDM) ---
     sigma_data: float = 0.5  # EDM sigma_data, for images mapped to [-1, 1]
     p_mean: float = -1.2  # training ln(sigma) mean (EDM log-normal)
@@ -52,6 +57,8 @@ class Config:
     p_drop_prev: float = 0.5  # probability the previous-frame condition is dropped (zeros + flag)
     prev_noise: float = 0.0  # previous-frame condition + N(0, (u * this)^2), u ~ U(0,1) per
     # sample ([0,1] pixel units): robustness to the imperfect frames generation feeds back
+    flow_smooth: float = 0.0  # weight of the flow's smoothness loss: the mean absolute
+    # difference of the predicted flow between neighbouring pixels, in pixels per pixel
     p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
     seed: int = 0  # seed of parameters, noise and data order
     checkpoint_every: int = 500  # steps between training checkpoints

@@ -91,11 +91,17 @@ class UNet(nnx.Module):
 
     def __init__(self, c_in: int, vec_dim: int, channels: tuple[int, ...], blocks: int,
                  attention_levels: tuple[int, ...], heads: int, emb_dim: int, stem_factor: int,
-                 *, rngs: nnx.Rngs):
+                 *, rngs: nnx.Rngs, c_extra: int = 0):
         self.emb_dim, self.f = emb_dim, stem_factor
         self.emb1 = nnx.Linear(vec_dim + emb_dim // 2, emb_dim, rngs=rngs)
         self.emb2 = nnx.Linear(emb_dim, emb_dim, rngs=rngs)
         self.stem = nnx.Linear(c_in * stem_factor**2, channels[0], rngs=rngs)
+        # ``c_extra`` more input channels (the rig's prior flow) through their own stem, added
+        # to the first one's output; its kernel starts at zero, so a model given them starts as
+        # the model without them (the shipped checkpoint loads unchanged)
+        self.extra_stem = (nnx.Linear(c_extra * stem_factor**2, channels[0], use_bias=False,
+                                      kernel_init=nnx.initializers.zeros, rngs=rngs)
+                           if c_extra else None)
         n = len(channels)
         enc, enc_attn, down, dec, dec_attn, up = [], [], [], [], [], []
         c = channels[0]
@@ -123,10 +129,14 @@ class UNet(nnx.Module):
         self.out_norm = nnx.GroupNorm(c, num_groups=_groups(c), rngs=rngs)
         self.out_channels = c
 
-    def __call__(self, x: jax.Array, noise: jax.Array, vec: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, noise: jax.Array, vec: jax.Array,
+                 extra: jax.Array | None = None) -> jax.Array:
+        """``extra`` (B,S,S,c_extra): the extra input channels (required iff c_extra > 0)."""
         emb = jnp.concatenate([fourier_features(noise, self.emb_dim // 2), vec], axis=-1)
         emb = self.emb2(jax.nn.silu(self.emb1(emb)))
         h = self.stem(space_to_depth(x, self.f))
+        if self.extra_stem is not None:
+            h = h + self.extra_stem(space_to_depth(extra, self.f))
         skips = []
         for i, blocks in enumerate(self.enc):
             for block in blocks:

@@ -1,0 +1,73 @@
+"""Training a warp-and-paint model: samples carry the rig prior of their camera space, a run
+starts from a checkpoint without a flow branch (the shipped one's case) and learns the flow."""
+
+import json
+
+import jax
+import numpy as np
+from flax import nnx
+
+from mpitalk import checkpoint, rig, train
+from mpitalk import model as M
+from tests.test_train import write_fake_dataset
+
+CFG = M.micro().replace(flow_bound=0.1, flow_smooth=0.01, p_drop_identity_info=0.0)
+
+
+def test_samples_carry_the_rig_prior_of_their_camera_space():
+    clips = train.fake_clips(2, CFG.image_size, 3)
+    B, n_ref = CFG.batch_size, train.num_reference(CFG, CFG.batch_size)
+    assert 0 < n_ref < B
+    for n in (B - n_ref - 1, B - 1):  # the last target-space and the last reference sample
+        s = train.make_sample(clips, CFG, n)
+        rng = np.random.default_rng((CFG.seed, n))  # replay make_sample's draws: clip, frame
+        clip = clips[rng.integers(len(clips))]
+        t = int(rng.integers(clip["target_rgb"].shape[0]))
+        assert np.array_equal(s["target"], clip["target_rgb"][t])
+        reference = n % B >= B - n_ref
+        pose = clip["identity_pose"] if reference else clip["pose"][t]
+        flow, valid = rig.render_prior_flow(clip["identity_controls"], clip["identity_pose"],
+                                            clip["controls"][t], pose, clip["K"],
+                                            CFG.image_size, unit="crop")
+        assert s["prior_flow"].shape == (CFG.image_size,) * 2 + (2,)
+        assert valid.sum() > 20  # the rig covers part of the image: not vacuous
+        np.testing.assert_allclose(s["prior_flow"], flow, atol=1e-6)
+        np.testing.assert_array_equal(s["prior_valid"], valid)
+    # without a flow branch nothing is rendered
+    assert "prior_flow" not in train.make_sample(clips, M.micro(), 0)
+
+
+def test_a_flow_run_starts_from_a_model_without_one_and_learns_the_flow(tmp_path):
+    data = write_fake_dataset(tmp_path / "data")
+    old = M.MPIModel(M.micro(), rngs=nnx.Rngs(3))
+    saved = checkpoint.save(tmp_path / "saved", old.config, old, step=5)
+    rc = train.main(["--init-from", str(saved), "--data", str(data), "--workdir",
+                     str(tmp_path / "run"), "--steps", "2", "--quiet", "--lr", "1e-2",
+                     "--set", "flow_bound=0.1", "--set", "flow_smooth=0.01",
+                     "--set", "p_drop_identity_info=0.0"])
+    assert rc == 0
+    text = (tmp_path / "run" / "metrics.jsonl").read_text()
+    lines = [json.loads(x) for x in text.splitlines() if x]
+    assert {"flow_tv_reference", "flow_px_reference", "flow_px_target",
+            "prior_gate"} <= set(lines[-1])
+    assert lines[0]["prior_gate"] == 0.0 != lines[-1]["prior_gate"]  # moved by step 1
+    out = train.export(tmp_path / "run", tmp_path / "export")
+    config, model = checkpoint.load(out)
+    assert config.flow_bound == 0.1 and config.flow_groups == 1
+    assert float(np.abs(np.asarray(model.heads.flow.kernel[...])).max()) > 0
+    # the weights it started from were the saved model's (the trunk's stem, before training)
+    trainer = train.Trainer(config, tmp_path / "fresh")
+    trainer.init_from(saved)
+    np.testing.assert_array_equal(np.asarray(trainer.model.unet.stem.kernel[...]),
+                                  np.asarray(old.unet.stem.kernel[...]))
+    assert not np.any(np.asarray(trainer.model.heads.flow.kernel[...]))
+
+
+def test_the_flow_branch_is_clipped_apart_from_the_rest():
+    """Its gradient is ~100x the rest's (crop units): one global clip would shrink the rest's."""
+    model = M.MPIModel(CFG, rngs=nnx.Rngs(0))
+    flow = [path for path, _ in jax.tree_util.tree_flatten_with_path(
+        nnx.state(model, nnx.Param))[0] if train._is_flow_param(path)]
+    names = sorted("/".join(str(getattr(k, "key", k)) for k in p[:-1]) for p in flow)
+    assert names == ["heads/flow/bias", "heads/flow/kernel", "heads/prior_gate",
+                     "unet/extra_stem/kernel"]
