@@ -12,6 +12,8 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -36,6 +38,19 @@ def replace_dir(tmp: Path, final: Path) -> None:
     tmp.rename(final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def swap_in(tmp: Path, final: Path) -> Iterator[None]:
+    """Fill the temporary folder ``tmp`` in the ``with`` body; when the body completes, ``tmp``
+    replaces ``final`` (:func:`replace_dir`), and when it raises (a ``KeyboardInterrupt`` too)
+    ``tmp`` is removed and ``final`` is left as it was."""
+    try:
+        yield
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _process_gone(host: str, pid_text: str) -> bool:

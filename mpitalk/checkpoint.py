@@ -17,7 +17,6 @@ key) and ``meta`` (JSON: step, data position, config), keeping the last K.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from flax import nnx
 
 import mpitalk
 from mpitalk import UserError
-from mpitalk.atomic import replace_dir, temp_dir_beside
+from mpitalk.atomic import swap_in, temp_dir_beside
 
 FORMAT_VERSION = 1
 META_FILE = "mpitalk_checkpoint.json"
@@ -48,17 +47,13 @@ def save(path: str | Path, config, model: nnx.Module, *, step: int | None = None
     save (or export over the shipped checkpoint) never leaves a broken checkpoint behind."""
     path = Path(path).resolve()
     tmp = temp_dir_beside(path)
-    try:
+    with swap_in(tmp, path):
         ckptr = ocp.StandardCheckpointer()
         ckptr.save(tmp / "state", nnx.state(model, nnx.Param), force=True)
         ckptr.wait_until_finished()
         meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "step": step,
                 "note": note}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -530,7 +530,7 @@ def build(videos: Sequence[str | Path], out: Path, *, size: int = DEFAULT_SIZE,
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     identities: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     clips_meta, videos_meta = {}, {}
-    try:
+    with atomic.swap_in(tmp, out):
         for path, stem in zip(paths, stems, strict=True):
             ts = time.perf_counter()
             try:
@@ -599,10 +599,6 @@ def build(videos: Sequence[str | Path], out: Path, *, size: int = DEFAULT_SIZE,
         (tmp / "footage.log").write_text("\n".join(log) + "\n")
         if preview:
             write_preview(tmp / "preview.png", [t for _, t in tiles], tracks_for_preview)
-        atomic.replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -49,7 +49,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -57,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError
-from mpitalk.atomic import replace_dir, temp_dir_beside
+from mpitalk.atomic import swap_in, temp_dir_beside
 
 FORMAT = "mpitalk-mpi"
 VERSION = 3  # the newest version this module reads and writes
@@ -118,7 +117,7 @@ def save(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], dep
     depths = np.asarray(depths, dtype=np.float64).reshape(-1)
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     tmp = _open_tmp(path)
-    try:
+    with swap_in(tmp, path):
         (tmp / "frames").mkdir()
         shape = None
         count = 0
@@ -143,10 +142,6 @@ def save(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], dep
                           int(shape[2]), depths, K, color_space)
         meta["dtype"] = dtype
         (tmp / "mpi.json").write_text(json.dumps(meta, indent=1) + "\n")
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -195,7 +190,7 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
     if groups.shape != (D,) or groups.min() < 0:
         raise ValueError(f"plane_groups must be (D={D},) non-negative ints, got {groups}")
     tmp = _open_tmp(path)
-    try:
+    with swap_in(tmp, path):
         (tmp / "frames").mkdir()
         shapes = None
         count = 0
@@ -226,10 +221,6 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
                      "plane_groups": groups.tolist(), "num_groups": int(G),
                      "upsample": upsample})
         (tmp / "mpi.json").write_text(json.dumps(meta, indent=1) + "\n")
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

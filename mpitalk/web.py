@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, run_cli
-from mpitalk.atomic import replace_dir, temp_dir_beside
+from mpitalk.atomic import swap_in, temp_dir_beside
 
 BUNDLE_FORMAT = "mpitalk-web"
 BUNDLE_VERSION = 1
@@ -272,7 +272,7 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         tmp = temp_dir_beside(out)
     except OSError as exc:
         raise UserError(f"{out}: cannot write here ({exc.strerror}); choose another --out") from exc
-    try:
+    with swap_in(tmp, out):
         page_bytes = _copy_page(tmp)
         photo = np.round(np.clip(np.asarray(seq.photo, np.float32), 0, 1) * 255).astype(np.uint8)
         # 4:4:4 (subsampling=0): the photo carries the full-resolution detail of the face
@@ -324,10 +324,6 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         sizes = {"page_bytes": page_bytes, "photo_bytes": (tmp / "photo.jpg").stat().st_size,
                  "scene_bytes": (tmp / "scene.json").stat().st_size,
                  "video_bytes": (tmp / "fields.mp4").stat().st_size}
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     seconds = T / seq.fps
     # what a longer sequence adds (the video, and scene.json's pose a frame) vs what it does not
     return {"out": str(out), "frames": T, "fps": float(seq.fps), "seconds": seconds,

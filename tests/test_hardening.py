@@ -548,3 +548,20 @@ def test_a_render_opens_no_network_socket(tmp_path):
         "--identity", str(job.DEFAULT_IDENTITY)])  # the photo crop runs MediaPipe's landmarker
     assert rc == 0, err
     assert network_attempts(log) == []
+
+
+def test_swap_in_replaces_only_when_the_body_completes(tmp_path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    tmp = atomic.temp_dir_beside(final)
+    with pytest.raises(RuntimeError):
+        with atomic.swap_in(tmp, final):
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    assert not tmp.exists() and sorted(p.name for p in final.iterdir()) == ["old.txt"]
+    tmp = atomic.temp_dir_beside(final)
+    with atomic.swap_in(tmp, final):
+        (tmp / "new.txt").write_text("new")
+    assert not tmp.exists() and sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside it
