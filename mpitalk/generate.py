@@ -34,7 +34,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from mpitalk import UserError, camera, controls, mpi
+from mpitalk import UserError, camera, controls, mpi, mpi_io
 from mpitalk.choices import PREV_MODES, SPACES  # shared with the job options (no JAX there)
 
 # Portrait framing matched to the training data: in synthetic identity images (K = 1.5 S focal,
@@ -235,13 +235,14 @@ def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
     S = config.image_size
     ident = np.asarray(identity, np.float32)
 
+    groups = model.heads.plane_groups  # as the fields are stored (mpi_io.save_factored)
+
     def to_dense(fields):  # the batch's dense MPIs at S (for the earlier-frame condition)
-        return np.stack([np.asarray(_materialize(f, ident, S)) for f in fields])
+        return np.stack([np.asarray(mpi_io.materialize_jit()(f, ident, S, groups))
+                         for f in fields])
 
     yield from _generate(sample_fields, to_dense, model, config, identity, track, **kw)
 
-
-_materialize = jax.jit(mpi.materialize, static_argnums=2)
 
 
 def _generate(sample, to_dense, model, config, identity: np.ndarray, track: controls.Track, *,

@@ -235,7 +235,7 @@ def _as_count(value, name: str, lo: int, hi: int) -> int:
 
 
 @functools.cache
-def _materialize_jit():
+def materialize_jit():
     import jax
 
     from mpitalk import mpi
@@ -506,13 +506,15 @@ class MPISequence:
                             f"photo_size {self.photo_size}; {_FIX}")
         return photo
 
-    @property
+    @functools.cached_property
     def photo(self) -> np.ndarray:
-        """The sequence's photo (P,P,3) float32 in [0,1]."""
-        return self.photo_u8.astype(np.float32) / np.float32(255.0)
+        """The sequence's photo (P,P,3) float32 in [0,1] (converted once; read-only)."""
+        photo = self.photo_u8.astype(np.float32) / np.float32(255.0)
+        photo.flags.writeable = False
+        return photo
 
     def _materialize(self, fields: dict, size: int) -> np.ndarray:
-        return np.asarray(_materialize_jit()(fields, self.photo, int(size), self.plane_groups,
+        return np.asarray(materialize_jit()(fields, self.photo, int(size), self.plane_groups,
                                              upsample=self.upsample))
 
 
