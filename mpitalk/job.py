@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
-from mpitalk.atomic import clean_stale, replace_dir, temp_dir_beside
+from mpitalk.atomic import clean_stale, swap_in, temp_dir_beside
 from mpitalk.choices import PREV_MODES, SPACES
 
 DATA_DIR = data_dir()
@@ -368,52 +368,48 @@ def run_job(o: JobOptions) -> dict:
                         "another --out") from exc
     report: dict = {"mpitalk_version": __version__, "options": dataclasses.asdict(o)}
     try:
-        identity = None
-        if o.mpi is not None:
-            mpi_dir = Path(o.mpi)
-            if _is_within(mpi_dir, final):  # re-rendering an output in place: keep its MPI
-                mpi_dir = _copy_tree(mpi_dir, tmp / "mpi")
+        with swap_in(tmp, final):
+            identity = None
+            if o.mpi is not None:
+                mpi_dir = Path(o.mpi)
+                if _is_within(mpi_dir, final):  # re-rendering an output in place: keep its MPI
+                    mpi_dir = _copy_tree(mpi_dir, tmp / "mpi")
+                    seq = mpi_io.load(mpi_dir)
+            else:
+                identity, mpi_dir = _generate(o, track, tmp, timings, report)
                 seq = mpi_io.load(mpi_dir)
-        else:
-            identity, mpi_dir = _generate(o, track, tmp, timings, report)
-            seq = mpi_io.load(mpi_dir)
-        if o.web:  # before the export: a sequence the page cannot take fails at once
-            from mpitalk import web
+            if o.web:  # before the export: a sequence the page cannot take fails at once
+                from mpitalk import web
 
-            summary = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet)
-            report["web"] = summary | {"out": str(final / "web")}  # not the temporary folder
-        t0 = time.perf_counter()
-        # eyes: --eye-size, else 512 when generating, else the MPI's own size (a factored one's
-        # photo size)
-        eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else
-                                                              DEFAULT_EYE_SIZE)
-        outputs = video.export_mpi_sequence(
-            mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
-            convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
-            ply_frame=o.ply, progress=not o.quiet, name="mpitalk",
-            note=o.mpi is not None)  # a generating job has said what its photo holds
-        timings["export_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        contact_sheet(identity, seq, tmp / "preview.png")
-        timings["preview_s"] = time.perf_counter() - t0
-        timings["total_s"] = time.perf_counter() - t_start
-        report.update({
-            "frames": len(seq), "fps": seq.fps, "mpi_size": [seq.height, seq.width],
-            "num_planes": seq.num_planes, "timings_s": timings,
-            "outputs": sorted(p.name for p in tmp.iterdir()) + ["report.json"],
-            "exported": {k: Path(v).name for k, v in dict(outputs).items()},
-            "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
-                        "cpu_count": os.cpu_count()},
-        })
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        replace_dir(tmp, final)
-    except UserError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+                summary = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet)
+                report["web"] = summary | {"out": str(final / "web")}  # not the temporary folder
+            t0 = time.perf_counter()
+            # eyes: --eye-size, else 512 when generating, else the MPI's own size (a factored one's
+            # photo size)
+            eye_size = o.eye_size if o.eye_size is not None else (None if o.mpi else
+                                                                  DEFAULT_EYE_SIZE)
+            outputs = video.export_mpi_sequence(
+                mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
+                convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
+                ply_frame=o.ply, progress=not o.quiet, name="mpitalk",
+                note=o.mpi is not None)  # a generating job has said what its photo holds
+            timings["export_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            contact_sheet(identity, seq, tmp / "preview.png")
+            timings["preview_s"] = time.perf_counter() - t0
+            timings["total_s"] = time.perf_counter() - t_start
+            report.update({
+                "frames": len(seq), "fps": seq.fps, "mpi_size": [seq.height, seq.width],
+                "num_planes": seq.num_planes, "timings_s": timings,
+                "outputs": sorted(p.name for p in tmp.iterdir()) + ["report.json"],
+                "exported": {k: Path(v).name for k, v in dict(outputs).items()},
+                "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
+                            "cpu_count": os.cpu_count()},
+            })
+            (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    except UserError as exc:  # the temporary folder is gone (swap_in removed it)
         if str(tmp) in str(exc):  # e.g. ffmpeg's complaint about a file in the removed folder
             raise UserError(str(exc).replace(str(tmp), str(final))) from None
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
 
@@ -465,7 +461,8 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
                   f"{eye} px are upsampled from it")
         identity_report.update(photo_size=photo_size, photo_holds_px=held)
         frames = generate.generate_fields(model, config, identity, track, **kw)
-        mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps)
+        mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps,
+                                       plane_groups=model.heads.plane_groups)
     else:
         frames = generate.generate_frames(model, config, identity, track, **kw)
         mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)
