@@ -270,14 +270,21 @@ def cross_pairs(num_photos: int, num_drivers: int, photo_clip: Sequence[int | No
     return pairs if max_pairs is None else pairs[:max_pairs]
 
 
-def cross_pair(photo: Photo, frames: dict[str, np.ndarray], driver_values: np.ndarray
-               ) -> tuple[dict[str, dict[str, float]], dict]:
-    """Cross-reenactment scores of one (photo, driving track) pair: ({method: {metric:
-    value}}, report material). ``frames``: each method's frames (T,S,S,3) float."""
+def photo_face(photo: Photo) -> tuple[tuple[int, int, int, int], np.ndarray | None]:
+    """The photo's face box (the whole image when no face is found: sharpness is then measured
+    over it) and its dlib embedding (None without a face): what every pair of the photo needs."""
     box = face_box(photo.image)
-    if box is None:  # no face in the photo: measure sharpness over the whole image
+    if box is None:
         box = (0, 0, photo.image.shape[1], photo.image.shape[0])
-    ref = metrics.face_embedding(photo.image)
+    return box, metrics.face_embedding(photo.image)
+
+
+def cross_pair(photo: Photo, frames: dict[str, np.ndarray], driver_values: np.ndarray,
+               face: tuple | None = None) -> tuple[dict[str, dict[str, float]], dict]:
+    """Cross-reenactment scores of one (photo, driving track) pair: ({method: {metric:
+    value}}, report material). ``frames``: each method's frames (T,S,S,3) float; ``face``:
+    :func:`photo_face` of the photo, if already known."""
+    box, ref = face if face is not None else photo_face(photo)
     res: dict[str, dict[str, float]] = {}
     tracks = {"driver": driver_values}
     for method, rgb in frames.items():
@@ -430,13 +437,17 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     drivers = [(c.name, c.track) for c in clips] + [(driver_track.name, track)]
     pairs = cross_pairs(len(photos), len(drivers), [None] + order, max_pairs)
     cross_rows, cross_images = [], {}
+    per_photo: dict[int, tuple] = {}  # what depends on the photo alone, once per photo
     for i, j in tqdm(pairs, desc="cross-reenactment", unit="pair", disable=not progress):
         ph, (driver_name, drv) = photos[i], drivers[j]
-        info = generate.identity_conditions(ph.image, K)
-        # the flat plane at the head's depth, seen from where it was made: the head is still
-        pose = ph.pose if ph.pose is not None else generate.reference_pose(info)
-        rgba, depths = flat_mpi(ph.image, pose)
-        flat = render_frames([rgba], depths, K, np.eye(4, dtype=np.float32)[None, None])[0][0, 0]
+        if i not in per_photo:
+            # the flat plane at the head's depth, seen from where it was made: the head is still
+            pose = (ph.pose if ph.pose is not None
+                    else generate.reference_pose(generate.identity_conditions(ph.image, K)))
+            rgba, depths = flat_mpi(ph.image, pose)
+            eye = np.eye(4, dtype=np.float32)[None, None]
+            per_photo[i] = (render_frames([rgba], depths, K, eye)[0][0, 0], photo_face(ph))
+        flat, face = per_photo[i]
         frames = {"flat": np.broadcast_to(flat, (len(drv),) + flat.shape),
                   "identity_image": np.broadcast_to(ph.image, (len(drv),) + ph.image.shape)}
         if model is not None:
@@ -444,7 +455,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
             # at the photo's pose (generate.relative_to_identity)
             frames = {"model": model_frames(ph.image, drv.scaled(1.0, 0.0), relative=True),
                       **frames}
-        scores, images = cross_pair(ph, frames, drv.values)
+        scores, images = cross_pair(ph, frames, drv.values, face)
         if j < len(clips):  # the real frames whose expression is followed
             images["driver"] = metrics.to_float(clips[j].data["target_rgb"][images["picks"]])
         cross_rows.append({"photo": ph.name, "source": ph.source, "driver": driver_name,
