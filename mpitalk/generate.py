@@ -90,14 +90,15 @@ def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
 
     from mpitalk import face
 
-    img = face.load_image(image) if isinstance(image, str) else np.asarray(image)
-    if crop:
-        out, crop_info = face.crop_portrait(img, size, face_heights=CROP_FACE_HEIGHTS,
+    if crop:  # given the path, the crop names the file in its errors ("no face found")
+        source = image if isinstance(image, str) else np.asarray(image)
+        out, crop_info = face.crop_portrait(source, size, face_heights=CROP_FACE_HEIGHTS,
                                             shift_down=CROP_SHIFT_DOWN)
         if info is not None:
             info.update({"faces_found": crop_info.num_faces, "roll_deg": crop_info.roll_deg,
                          "padded": crop_info.padded, "side_px": crop_info.side_px})
     else:
+        img = face.load_image(image) if isinstance(image, str) else np.asarray(image)
         h, w = img.shape[:2]
         s = min(h, w)
         sq = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]

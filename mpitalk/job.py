@@ -424,14 +424,8 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     timings["load_checkpoint_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     crop_info: dict = {}
-    try:
-        identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
-                                             info=crop_info)
-    except UserError as exc:  # the crop sees an array and says "image:"; name the file
-        message = str(exc)
-        if message.startswith("image: "):
-            raise UserError(f"{o.identity}: {message.removeprefix('image: ')}") from None
-        raise
+    identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
+                                         info=crop_info)
     depths, K = generate.mpi_geometry(config)
     identity_info = generate.identity_conditions(identity, K)
     timings["identity_s"] = time.perf_counter() - t0
