@@ -519,25 +519,34 @@ def gl_from_K(K: np.ndarray, width: int, height: int, near: float, far: float) -
     return P
 
 
+# The rig's four parts, in the order every renderer stacks their vertices.
+_PARTS = ("head", "eye_left", "eye_right", "teeth")
+
+
+def _part_triangles(rig: Rig) -> tuple[np.ndarray, list[int]]:
+    """The parts' triangles (N,3) int32, indexing their vertices stacked in ``_PARTS`` order,
+    and each part's vertex count."""
+    parts = [(rig.neutral, rig.triangles), rig.eye_left[:2], rig.eye_right[:2], rig.teeth[:2]]
+    sizes = [len(v) for v, _ in parts]
+    offsets = np.cumsum([0] + sizes[:-1])
+    tris = np.concatenate([t + o for (_, t), o in zip(parts, offsets, strict=True)])
+    return tris.astype(np.int32), sizes
+
+
+def _posed_vertices(weights: np.ndarray) -> np.ndarray:
+    """(V,3) the posed parts' vertices, stacked in ``_PARTS`` order."""
+    meshes = posed_meshes(weights)
+    return np.concatenate([meshes[k][0] for k in _PARTS])
+
+
 class _CondRenderer:
     """Normals + mask of the posed head, eyes and teeth; buffers reused between calls."""
 
     def __init__(self, ctx: moderngl.Context):
         self.ctx = ctx
         self.prog = gl.program(ctx, "rig_cond.vert", "rig_cond.frag")
-        rig = load()
-        parts = [
-            (rig.neutral, rig.triangles),
-            (rig.eye_left[0], rig.eye_left[1]),
-            (rig.eye_right[0], rig.eye_right[1]),
-            (rig.teeth[0], rig.teeth[1]),
-        ]
-        tris, base = [], 0
-        for v, t in parts:
-            tris.append(t + base)
-            base += len(v)
-        self.tris = np.concatenate(tris).astype(np.int32)
-        self.n_vertices = base
+        self.tris, sizes = _part_triangles(load())
+        base = self.n_vertices = sum(sizes)
         self.vbo = ctx.buffer(reserve=base * 24)
         self.ibo = ctx.buffer(self.tris.tobytes())
         self.vao = ctx.vertex_array(
@@ -556,8 +565,7 @@ class _CondRenderer:
     def render(
         self, weights: np.ndarray, head_pose: np.ndarray, K: np.ndarray, size: int
     ) -> np.ndarray:
-        meshes = posed_meshes(weights)
-        v = np.concatenate([meshes[k][0] for k in ("head", "eye_left", "eye_right", "teeth")])
+        v = _posed_vertices(weights)
         n = vertex_normals(v, self.tris)
         self.vbo.write(np.concatenate([v, n], 1).astype(np.float32).tobytes())
         fbo = self.fbo(size)
@@ -597,7 +605,6 @@ def render_condition(
 # prior correspondence flow (issue 20): where the identity shows each target pixel's surface point
 
 PRIOR_DEPTH_TOL_M = 0.002  # fixed slack of the visibility test; the shader adds a slope term
-_PRIOR_PARTS = ("head", "eye_left", "eye_right", "teeth")
 # Parts the photo may lend its pixels to. The teeth are never copied: the rig's lower row follows
 # a hinge model of ours (teeth_posed), not the capture, and a photo rarely shows them.
 _PRIOR_COPYABLE = {"head": 1.0, "eye_left": 1.0, "eye_right": 1.0, "teeth": 0.0}
@@ -611,18 +618,12 @@ class _FlowRenderer:
         self.ctx = ctx
         self.prog = gl.program(ctx, "rig_flow.vert", "rig_flow.frag")
         self.depth_prog = gl.program(ctx, "rig_flow_depth.vert", "rig_flow_depth.frag")
-        rig = load()
-        sizes = [len(rig.neutral), len(rig.eye_left[0]), len(rig.eye_right[0]), len(rig.teeth[0])]
-        tris = [rig.triangles, rig.eye_left[1], rig.eye_right[1], rig.teeth[1]]
-        offsets = np.cumsum([0] + sizes[:-1])
-        self.tris = np.concatenate([t + o for t, o in zip(tris, offsets, strict=True)]).astype(
-            np.int32
-        )
+        self.tris, sizes = _part_triangles(load())
         n = int(sum(sizes))
         part_copyable = np.concatenate(
             [
                 np.tile(np.float32([k, _PRIOR_COPYABLE[p]]), (s, 1))
-                for k, (p, s) in enumerate(zip(_PRIOR_PARTS, sizes, strict=True))
+                for k, (p, s) in enumerate(zip(_PARTS, sizes, strict=True))
             ]
         )
         self.vbo_tgt = ctx.buffer(reserve=n * 12)
@@ -660,11 +661,6 @@ class _FlowRenderer:
             self.fbos[size] = (depth_fbo, flow_fbo)
         return self.fbos[size]
 
-    @staticmethod
-    def _vertices(weights: np.ndarray) -> np.ndarray:
-        meshes = posed_meshes(weights)
-        return np.concatenate([meshes[k][0] for k in _PRIOR_PARTS]).astype(np.float32)
-
     def render(
         self,
         src_weights: np.ndarray,
@@ -677,10 +673,10 @@ class _FlowRenderer:
     ) -> np.ndarray:
         """(size,size,4) float32: x_src, y_src, visible, coverage (see render_prior_flow)."""
         ctx = self.ctx
-        v_src = self._vertices(src_weights)
+        v_src = _posed_vertices(src_weights).astype(np.float32)
         n_src = vertex_normals(v_src, self.tris)
         self.vbo_src.write(np.concatenate([v_src, n_src], 1).astype(np.float32).tobytes())
-        self.vbo_tgt.write(self._vertices(tgt_weights).tobytes())
+        self.vbo_tgt.write(_posed_vertices(tgt_weights).astype(np.float32).tobytes())
         K = np.asarray(K, np.float32)
         clip_from_cam = gl_from_K(K, size, size, 0.05, 5.0).T.tobytes()
         src_m = camera.head_pose_matrix(np.asarray(src_pose, np.float32)).T.astype(np.float32)
@@ -834,19 +830,11 @@ class _TexturedRenderer:
         self.ctx = ctx
         self.prog = gl.program(ctx, "rig_scene.vert", "rig_scene.frag")
         rig = load()
+        self.tris, sizes = _part_triangles(rig)
+        base = sum(sizes)
         # both eyes use the left eye's UV island, as synth.scene does (the right one overlaps skin)
-        parts = [
-            (rig.neutral, rig.triangles, rig.uv),
-            (rig.eye_left[0], rig.eye_left[1], rig.eye_left[2]),
-            (rig.eye_right[0], rig.eye_right[1], rig.eye_left[2]),
-            (rig.teeth[0], rig.teeth[1], rig.teeth[2]),
-        ]
-        tris, base = [], 0
-        for v, t, _ in parts:
-            tris.append(t + base)
-            base += len(v)
-        self.tris = np.concatenate(tris).astype(np.int32)
-        self.uv = np.concatenate([p[2] for p in parts]).astype(np.float32)
+        self.uv = np.concatenate([rig.uv, rig.eye_left[2], rig.eye_left[2],
+                                  rig.teeth[2]]).astype(np.float32)
         self.vbo = ctx.buffer(reserve=base * 32)
         self.ibo = ctx.buffer(self.tris.tobytes())
         self.vao = ctx.vertex_array(
@@ -884,8 +872,7 @@ class _TexturedRenderer:
         nearest: bool,
     ) -> np.ndarray:
         ctx, p = self.ctx, self.prog
-        meshes = posed_meshes(weights)
-        v = np.concatenate([meshes[k][0] for k in _PRIOR_PARTS])
+        v = _posed_vertices(weights)
         n = vertex_normals(v, self.tris)
         self.vbo.write(np.concatenate([v, n, self.uv], 1).astype(np.float32).tobytes())
         if size not in self.fbos:
