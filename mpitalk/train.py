@@ -386,6 +386,10 @@ def _is_flow_param(path) -> bool:
     return any(getattr(k, "key", getattr(k, "name", None)) in _FLOW_PARAMS for k in path)
 
 
+def _is_gate_param(path) -> bool:
+    return any(getattr(k, "key", getattr(k, "name", None)) == "prior_gate" for k in path)
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
     """AdamW on :func:`lr_schedule`, after global-norm clipping. With a flow branch its
     parameters are clipped on their own: the flow is in units of the crop's side, so its
@@ -400,10 +404,23 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
     if config.flow_bound <= 0:
         return adamw()
+    groups = {"flow": adamw(), "rest": adamw()}
+    gate_apart = config.prior_gate_lr_scale != 1.0
+    if gate_apart:
+        # the prior's gate on its own: its rate scaled, no decay pulling it back to 0 (with
+        # scale 1 the groups stay as they were, so that earlier flow runs still resume)
+        groups["gate"] = optax.chain(
+            optax.clip_by_global_norm(config.grad_clip),
+            optax.adam(lambda t: config.prior_gate_lr_scale * lr(t), b1=0.9, b2=0.99))
+
+    def group(path) -> str:
+        if gate_apart and _is_gate_param(path):
+            return "gate"
+        return "flow" if _is_flow_param(path) else "rest"
+
     return optax.multi_transform(
-        {"flow": adamw(), "rest": adamw()},
-        lambda params: jax.tree_util.tree_map_with_path(
-            lambda path, _: "flow" if _is_flow_param(path) else "rest", params))
+        groups, lambda params: jax.tree_util.tree_map_with_path(
+            lambda path, _: group(path), params))
 
 
 @nnx.jit

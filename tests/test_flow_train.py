@@ -4,6 +4,7 @@ starts from a checkpoint without a flow branch (the shipped one's case) and lear
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -71,3 +72,24 @@ def test_the_flow_branch_is_clipped_apart_from_the_rest():
     names = sorted("/".join(str(getattr(k, "key", k)) for k in p[:-1]) for p in flow)
     assert names == ["heads/flow/bias", "heads/flow/kernel", "heads/prior_gate",
                      "unet/extra_stem/kernel"]
+
+
+def test_the_prior_gate_can_learn_faster_than_the_rest():
+    """prior_gate_lr_scale s: the gate's first Adam step is s times the rate (Adam's first step
+    moves each parameter by the rate, whatever its gradient); every other parameter's step is
+    the one it gets with s = 1."""
+    steps = {}
+    for s in (1.0, 10.0):
+        cfg = CFG.replace(prior_gate_lr_scale=s, warmup_steps=1, learning_rate=1e-3)
+        model = M.MPIModel(cfg, rngs=nnx.Rngs(0))
+        params = nnx.state(model, nnx.Param)
+        grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+        tx = train.make_optimizer(cfg)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        steps[s] = jax.tree_util.tree_flatten_with_path(updates)[0]
+    for (path, one), (_, ten) in zip(steps[1.0], steps[10.0], strict=True):
+        if train._is_gate_param(path):
+            np.testing.assert_allclose(float(one), -1e-3, rtol=1e-3)
+            np.testing.assert_allclose(float(ten), -1e-2, rtol=1e-3)
+        else:
+            np.testing.assert_array_equal(np.asarray(one), np.asarray(ten))

@@ -59,6 +59,9 @@ class Config:
     # sample ([0,1] pixel units): robustness to the imperfect frames generation feeds back
     flow_smooth: float = 0.0  # weight of the flow's smoothness loss: the mean absolute
     # difference of the predicted flow between neighbouring pixels, in pixels per pixel
+    prior_gate_lr_scale: float = 1.0  # the rig prior's gate learns at this times the rate
+    # (its own clip, no weight decay): the one scalar that hands the warp to the rig, which
+    # synthetic data (made by the rig) rewards at once, need not wait on the other layers
     p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
     seed: int = 0  # seed of parameters, noise and data order
     checkpoint_every: int = 500  # steps between training checkpoints
