@@ -218,14 +218,14 @@ class GLRenderer:
         # two variants of one program: tiles that several planes reach walk them in a loop;
         # tiles that exactly one reaches (most of a face MPI's background) sample it directly
         # and each for a dense MPI (planes in the atlas) and a factored one (FIELDS: planes
-        # evaluated from the fields and the photo)
+        # evaluated from the fields and the photo), with a non-zero flow field or without (a
+        # compile-time variant: llvmpipe would fetch the flow under a uniform if all the same)
         common = {"MAX_PLANES": MAX_PLANES, "TILE": TILE}
+        variants = {"": {}, "fields_": {"FIELDS": 1}, "flow_": {"FIELDS": 1, "FLOW": 1}}
         self.programs = {
-            "multi": program(self.ctx, "mpi.vert", "mpi.frag", **common),
-            "single": program(self.ctx, "mpi.vert", "mpi.frag", **common, SINGLE_PLANE=1),
-            "fields_multi": program(self.ctx, "mpi.vert", "mpi.frag", **common, FIELDS=1),
-            "fields_single": program(self.ctx, "mpi.vert", "mpi.frag", **common, FIELDS=1,
-                                     SINGLE_PLANE=1),
+            f"{prefix}{kind}": program(self.ctx, "mpi.vert", "mpi.frag", **common, **defs,
+                                       **({"SINGLE_PLANE": 1} if kind == "single" else {}))
+            for prefix, defs in variants.items() for kind in ("multi", "single")
         }
         # per-instance data (one tile each: column, row, plane mask), grown on demand
         self._tiles = {k: self.ctx.buffer(reserve=_TILE_DTYPE.itemsize * 1024, dynamic=True)
@@ -236,9 +236,10 @@ class GLRenderer:
                                         filter=(moderngl.LINEAR, moderngl.LINEAR),
                                         border_color=(0.0, 0.0, 0.0, 0.0))
         for name, prog in self.programs.items():
-            if name.startswith("fields"):
+            if name.startswith(("fields", "flow")):
                 for unit, uniform in enumerate(FIELD_TEXTURES):
-                    prog[uniform].value = unit
+                    if uniform in prog:  # u_flow: FLOW only
+                        prog[uniform].value = unit
             else:
                 prog["u_planes"].value = 0
         self.planes: moderngl.Texture | None = None  # the plane atlas
@@ -247,6 +248,7 @@ class GLRenderer:
         self._cols = 1
         self._max_texture = int(self.ctx.info["GL_MAX_TEXTURE_SIZE"])
         self._mode: str | None = None  # "dense" (set_mpi) or "fields" (set_fields)
+        self._has_flow = False  # set_fields: the flow field is non-zero (the FLOW variant)
         # a factored MPI's textures: the fields (kept while their shapes stay) and the photo
         # (kept while the same photo array and size come back)
         self._field_tex: dict[str, moderngl.Texture | moderngl.TextureArray] = {}
@@ -369,13 +371,12 @@ class GLRenderer:
         if has_flow:
             fl.write(flow)
         self._upload_photo(photo, size)
-        for kind in ("fields_multi", "fields_single"):
+        for kind in ("flow_multi", "flow_single"):
             prog = self.programs[kind]
             if "u_group" in prog:  # unused uniforms are optimized away
                 prog["u_group"].write(groups.tobytes())
-            if "u_has_flow" in prog:
-                prog["u_has_flow"].value = int(has_flow)
         self._mode = "fields"
+        self._has_flow = has_flow
         self._plane_shape = (D, size, size)
         K = np.asarray(K_src, np.float64).reshape(3, 3).copy()
         K[:2] *= size / S
@@ -555,7 +556,8 @@ class GLRenderer:
             self._set_uniform("u_origin", [w * k, 0] if layout == "sbs" else [0, h * k])
             tgt_from_src = np.asarray(pose, np.float64) @ self.frame_from_mpi
             for kind, inst in self._set_pose(tgt_from_src, K_tgt, (w, h)).items():
-                kind = f"fields_{kind}" if fields else kind
+                if fields:
+                    kind = f"{'flow' if self._has_flow else 'fields'}_{kind}"
                 if len(inst) == 0:
                     continue
                 if inst.nbytes > self._tiles[kind].size:

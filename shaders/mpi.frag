@@ -18,7 +18,12 @@
 // variant, which samples that plane without a loop.
 //
 // Defines (from gl.program): MAX_PLANES (a multiple of 32, <= 128), SINGLE_PLANE (optional),
-// FIELDS (optional: the planes of a factored MPI, evaluated from its fields; see below).
+// FIELDS (optional: the planes of a factored MPI, evaluated from its fields; see below), FLOW
+// (optional, with FIELDS: the MPI has a non-zero flow field).
+//
+// llvmpipe (Mesa's CPU rasteriser, this project's GL without a GPU) runs both sides of every
+// branch for all pixels of a SIMD group, a uniform branch included: work that only some MPIs
+// need is left out at compile time (FLOW), not skipped by an if.
 
 #ifndef FIELDS
 uniform sampler2D u_planes;        // the plane atlas: straight RGBA8, plane i (0 = farthest)
@@ -83,10 +88,11 @@ vec4 tap(ivec2 q) {
 // plane (layer 0) is clamped to its edge instead, as in the dense variant.
 uniform sampler2DArray u_ab;       // (S, S, D) RG: alpha, blend (already times validity)
 uniform sampler2D u_color;         // (S, S) RGB: the predicted colour
-uniform sampler2DArray u_flow;     // (S, S, G) RG float: offset into the photo, photo sides
 uniform sampler2D u_photo;         // the photo (reduced to u_size when larger)
+#ifdef FLOW
+uniform sampler2DArray u_flow;     // (S, S, G) RG float: offset into the photo, photo sides
 uniform int u_group[MAX_PLANES];   // flow group of each plane
-uniform int u_has_flow;            // 0: every flow is zero (today's model), skip its fetch
+#endif
 
 vec4 plane_sample(vec2 uv, int layer) {
     vec2 size = vec2(u_size);
@@ -102,7 +108,9 @@ vec4 plane_sample(vec2 uv, int layer) {
     if (a <= 0.0) return vec4(0.0);                // transparent here: no colour to fetch
     vec3 colour = texture(u_color, u).rgb;
     vec2 q = u;
-    if (u_has_flow != 0) q += texture(u_flow, vec3(u, float(u_group[layer]))).rg;
+#ifdef FLOW  // (measured: with this fetch, skipped by a uniform if, a real frame took 1.4x)
+    q += texture(u_flow, vec3(u, float(u_group[layer]))).rg;
+#endif
     float v = all(greaterThanEqual(q, vec2(0.0))) && all(lessThanEqual(q, vec2(1.0))) ? 1.0
                                                                                         : 0.0;
     float bv = ab.g * v;
