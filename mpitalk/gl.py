@@ -496,8 +496,10 @@ class GLRenderer:
         self._set_uniform("u_b", b)
         self._set_uniform("u_Ks", Ks[:2, :2].T)
         self._set_uniform("u_Ks_c", Ks[:2, 2])
+        W, H = self._plane_shape[2], self._plane_shape[1]
         for prog in self.programs.values():
-            prog["u_size"].value = (self._plane_shape[2], self._plane_shape[1])
+            prog["u_size"].value = (W, H)
+        self._set_uniform("u_inv_size", [1.0 / W, 1.0 / H])
         self._set_uniform("u_disp", disp)
         self._set_uniform("u_c", c)
         mask = self.tile_mask(T, K_tgt, size)
