@@ -13,7 +13,9 @@ stops once the accumulated alpha saturates (``shaders/mpi.frag``). Which planes 
 the occupied 16x16 tiles of each plane are found (runs of them per tile row, as rectangles); per
 pose, each rectangle is projected into the target and its bounding box marks the target tiles it
 may touch, giving a small per-target-tile bit mask over planes. Target tiles are drawn as
-instanced quads carrying their mask; tiles that one plane reaches use a loop-free shader variant.
+instanced points of the tile's size carrying their mask (a quad of two triangles would have
+llvmpipe shade the 4x4 pixel blocks along its diagonal twice), those the view's edge cuts as
+quads clamped to it; tiles that one plane reaches use a loop-free shader variant.
 
 The planes live in one 2-D texture, the plane atlas (RGBA8, straight alpha): plane i in cell
 (i % cols, i // cols), each inside a transparent one-texel border; the shader premultiplies each
@@ -27,6 +29,8 @@ uploaded as its small field textures and the photo (:meth:`GLRenderer.set_fields
 (:func:`mpitalk.mpi.render_fields` is its JAX twin): no dense plane is built, on the CPU or the
 GPU. Measured (bench_gl.py, README): materializing the 32 planes at 512 px first, in a GPU pass,
 cost 0.7 s per real frame on this machine's llvmpipe, three times the stereo render itself.
+llvmpipe runs both sides of every branch for all pixels of a SIMD group, so the shader does
+not skip work with ifs: a zero flow field is a compile-time variant (``FLOW`` left undefined).
 """
 
 from __future__ import annotations
