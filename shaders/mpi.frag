@@ -12,8 +12,9 @@
 //     X_i / d_i = w + (1/d_i) (b.z w - b)      with w = a / a.z,
 // so the source pixel is linear in the plane's disparity: uv_i = uv_inf + (1/d_i) duv.
 //
-// Drawn as one quad per target tile (mpi.vert) carrying the tile's plane mask: bit (i % 32) of
-// word i / 32 is set when plane i may put something in the tile (conservative, see gl.py).
+// Drawn as one point (a quad at the view's edge) per target tile (mpi.vert) carrying the tile's
+// plane mask: bit (i % 32) of word i / 32 is set when plane i may put something in the tile
+// (conservative, see gl.py).
 // Tiles that no plane reaches are not drawn; tiles that one plane reaches use the SINGLE_PLANE
 // variant, which samples that plane without a loop.
 //
