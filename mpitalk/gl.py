@@ -526,7 +526,7 @@ class GLRenderer:
         # equal masks get equal keys; a run of equal keys along a row becomes one quad
         _, key = np.unique(mask.reshape(-1, 4), axis=0, return_inverse=True)
         key = key.reshape(count.shape) + 1
-        whole = np.zeros(count.shape, dtype=bool)  # tiles the view's right/bottom edge leaves
+        whole = np.zeros(count.shape, dtype=bool)  # tiles wholly inside the view: points
         whole[:size[1] // TILE, :size[0] // TILE] = self._points
         return {kind: (_tile_points(mask, sel & whole),
                        _tile_runs(mask, np.where(sel & ~whole, key, 0)))
