@@ -8,12 +8,15 @@ Renderers: ``gl.GLRenderer.render_pose`` (both eyes, float32 out), ``mpi.render`
 ``jax.jit`` (warm), and a plain numpy loop over planes (homography, bilinear, over). The floor is
 the time to read the MPI's bytes once (uint8, as uploaded to GL; float32, as JAX reads them).
 
-Factored MPIs (``mpi_io`` version 3: 128-px fields + a 512-px photo, ``GLRenderer.set_fields``
-materializing the planes on the GPU): the face MPI turned into fields (its alphas reduced to
-128 px, blend 1, the photo its front view) and a real default-job frame (``--real-mpi DIR``, or
-a 4-frame default job made on the spot), each as stereo alone (planes uploaded once, as the
-viewer does), the upload + fields pass alone, and both (per frame of a video export); against
-today's dense path on the same real frame (its 128-px dense MPI rendered to the 512-px eyes).
+Factored MPIs (``mpi_io`` version 3: 128-px fields + a 512-px photo, ``GLRenderer.set_fields``;
+the shader's FIELDS variant evaluates each plane from the fields where it samples it): the face
+MPI turned into fields (its alphas reduced to 128 px, blend 1, the photo its front view) and a
+real default-job frame (``--real-mpi DIR``, or a 4-frame default job made on the spot), each as
+stereo alone (planes uploaded once, as the viewer does), the upload + fields pass alone, and
+both (per frame of a video export); against the dense path on the same real frame (its 128-px
+dense MPI rendered to the 512-px eyes), also measured interleaved (``real_frame_vs_dense``:
+rounds that time the factored and the dense stereo render back to back, the ratio of their
+speeds per round, its median), since the load of a shared machine drifts between two rows.
 
 Run: ``python bench/bench_gl.py [--real-mpi DIR] [--skip-dense]`` (prints a table, writes
 bench/results_gl.json).
@@ -200,6 +203,24 @@ def bench_dense_packed(renderer, rgba_u8, depths, K, views) -> dict:
     return row
 
 
+def interleaved_ratio(renderer, set_a, set_b, views, rounds: int = 9) -> dict:
+    """Speed of A over B (stereo, readback included): per round, the median of 5 renders of
+    each, back to back; the ratios' median (a drifting load hits both alike)."""
+    fps_a, fps_b = [], []
+    for setup in (set_a, set_b):
+        setup()
+        renderer.render_views(views, "sbs")  # warm
+    for _ in range(rounds):
+        for setup, out in ((set_a, fps_a), (set_b, fps_b)):
+            setup()
+            out.append(1.0 / median_time(lambda: renderer.render_views(views, "sbs"), 5,
+                                         warmup=False))
+    ratio = np.asarray(fps_a) / np.asarray(fps_b)
+    return {"rounds": rounds, "fps_a": fps_a, "fps_b": fps_b,
+            "ratio_median": float(np.median(ratio)), "ratio_min": float(ratio.min()),
+            "ratio_max": float(ratio.max())}
+
+
 def main(argv=None) -> None:
     import argparse
     import tempfile
@@ -250,6 +271,9 @@ def main(argv=None) -> None:
             renderer, dense128, seq.depths, seq.K, real_views)
         results["fields"]["real_frame_dense_128"]["occupied_texels"] = float(
             (dense128[..., 3] > 0).mean())
+        results["real_frame_vs_dense"] = interleaved_ratio(
+            renderer, lambda: renderer.set_fields(raw, seq.photo_u8, seq.depths, seq.K, SIZE),
+            lambda: renderer.set_mpi(dense128, seq.depths, seq.K), real_views)
     results["machine"]["load_average_after"] = os.getloadavg()
 
     print(f"stereo frames/s, two {SIZE}x{SIZE} eyes, {PLANES} planes, readback included "
@@ -281,6 +305,10 @@ def main(argv=None) -> None:
                       "upload_and_stereo": 1 / both}
         print(f"{name:24s} {row['fps']['stereo']:8.1f} {row['fps']['upload']:8.1f} "
               f"{row['fps']['upload_and_stereo']:8.1f}")
+    vs = results["real_frame_vs_dense"]
+    print(f"real frame, factored / dense stereo speed, interleaved: {vs['ratio_median']:.2f}x "
+          f"(median of {vs['rounds']} rounds, {vs['ratio_min']:.2f}-{vs['ratio_max']:.2f}; "
+          f"{np.median(vs['fps_a']):.1f} vs {np.median(vs['fps_b']):.1f} frames/s)")
     out = Path(__file__).with_name("results_gl.json")
     if args.skip_dense and out.is_file():  # keep the earlier run's dense rows, marked as such
         earlier = json.loads(out.read_text())

@@ -12,13 +12,19 @@
 //     X_i / d_i = w + (1/d_i) (b.z w - b)      with w = a / a.z,
 // so the source pixel is linear in the plane's disparity: uv_i = uv_inf + (1/d_i) duv.
 //
-// Drawn as one quad per target tile (mpi.vert) carrying the tile's plane mask: bit (i % 32) of
-// word i / 32 is set when plane i may put something in the tile (conservative, see gl.py).
+// Drawn as one point (a quad at the view's edge) per target tile (mpi.vert) carrying the tile's
+// plane mask: bit (i % 32) of word i / 32 is set when plane i may put something in the tile
+// (conservative, see gl.py).
 // Tiles that no plane reaches are not drawn; tiles that one plane reaches use the SINGLE_PLANE
 // variant, which samples that plane without a loop.
 //
 // Defines (from gl.program): MAX_PLANES (a multiple of 32, <= 128), SINGLE_PLANE (optional),
-// FIELDS (optional: the planes of a factored MPI, evaluated from its fields; see below).
+// FIELDS (optional: the planes of a factored MPI, evaluated from its fields; see below), FLOW
+// (optional, with FIELDS: the MPI has a non-zero flow field).
+//
+// llvmpipe (Mesa's CPU rasteriser, this project's GL without a GPU) runs both sides of every
+// branch for all pixels of a SIMD group, a uniform branch included: work that only some MPIs
+// need is left out at compile time (FLOW), not skipped by an if.
 
 #ifndef FIELDS
 uniform sampler2D u_planes;        // the plane atlas: straight RGBA8, plane i (0 = farthest)
@@ -32,6 +38,7 @@ uniform vec3 u_b;                  // R^T t
 uniform mat2 u_Ks;                 // source intrinsics, focal/skew part
 uniform vec2 u_Ks_c;               // source principal point
 uniform ivec2 u_size;              // (W, H) of the source planes, without the border
+uniform vec2 u_inv_size;           // 1 / u_size (a product is cheaper than a quotient)
 uniform vec2 u_origin;             // lower-left corner of this view in the framebuffer, pixels
 #ifdef SINGLE_PLANE
 flat in float v_layer;
@@ -83,29 +90,33 @@ vec4 tap(ivec2 q) {
 // plane (layer 0) is clamped to its edge instead, as in the dense variant.
 uniform sampler2DArray u_ab;       // (S, S, D) RG: alpha, blend (already times validity)
 uniform sampler2D u_color;         // (S, S) RGB: the predicted colour
-uniform sampler2DArray u_flow;     // (S, S, G) RG float: offset into the photo, photo sides
 uniform sampler2D u_photo;         // the photo (reduced to u_size when larger)
+#ifdef FLOW
+uniform sampler2DArray u_flow;     // (S, S, G) RG float: offset into the photo, photo sides
 uniform int u_group[MAX_PLANES];   // flow group of each plane
-uniform int u_has_flow;            // 0: every flow is zero (today's model), skip its fetch
+#endif
 
 vec4 plane_sample(vec2 uv, int layer) {
     vec2 size = vec2(u_size);
     vec2 st = uv - 0.5;                          // texel centres at +0.5
     if (layer == 0) st = clamp(st, vec2(0.0), size - 1.0);
-    if (any(lessThan(st, vec2(-1.0))) || any(greaterThanEqual(st, size))) {
-        return vec4(0.0);
-    }
+    // 0 once st is a texel or more outside the plane: no bounds test is needed. Nor an early
+    // return where alpha is 0: llvmpipe would fetch the colour and the photo all the same
+    // (measured: without both returns a real frame rendered in 0.95 of the time)
     vec2 inside = clamp(min(st + 1.0, size - st), 0.0, 1.0);
-    vec2 u = (clamp(st, vec2(0.0), size - 1.0) + 0.5) / size;
+    vec2 u = (clamp(st, vec2(0.0), size - 1.0) + 0.5) * u_inv_size;
     vec2 ab = texture(u_ab, vec3(u, float(layer))).rg;
     float a = ab.r * inside.x * inside.y;
-    if (a <= 0.0) return vec4(0.0);                // transparent here: no colour to fetch
     vec3 colour = texture(u_color, u).rgb;
-    vec2 q = u;
-    if (u_has_flow != 0) q += texture(u_flow, vec3(u, float(u_group[layer]))).rg;
+#ifdef FLOW  // (measured: with this fetch, skipped by a uniform if, a real frame took 1.4x)
+    vec2 q = u + texture(u_flow, vec3(u, float(u_group[layer]))).rg;
     float v = all(greaterThanEqual(q, vec2(0.0))) && all(lessThanEqual(q, vec2(1.0))) ? 1.0
                                                                                         : 0.0;
     float bv = ab.g * v;
+#else
+    vec2 q = u;                                  // inside the photo: validity 1
+    float bv = ab.g;
+#endif
     vec3 rgb = bv * texture(u_photo, q).rgb + (1.0 - bv) * colour;
     return vec4(rgb * a, a);
 }

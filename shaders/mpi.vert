@@ -1,8 +1,9 @@
 #version 330
-// One screen-aligned quad per run of target tiles along a tile row that share their plane mask
-// (instanced), covering those pixels of a view. Per instance: the run's first tile column, its
-// row, its length in tiles, and which planes may show there (see gl.py, GLRenderer.tile_mask);
-// the fragment shader (mpi.frag) walks only those planes.
+// One point of TILE px per target tile wholly inside the view (u_points), or one screen-aligned
+// quad per run of target tiles along a tile row that share their plane mask, clamped to the
+// view (instanced), covering those pixels of a view. Per instance: the run's first tile column,
+// its row, its length in tiles (1 for a point), and which planes may show there (see gl.py,
+// GLRenderer.tile_mask); the fragment shader (mpi.frag) walks only those planes.
 //
 // Defines (from gl.program): TILE (tile size, pixels), MAX_PLANES; SINGLE_PLANE for the
 // variant drawing tiles that exactly one plane reaches: that plane's index and constants are
@@ -14,6 +15,7 @@ in uvec4 in_mask;        // bit (i % 32) of word i / 32: plane i may show in thi
 uniform vec2 u_origin;   // lower-left corner of this view in the framebuffer, pixels
 uniform vec2 u_view;     // view size (w, h), pixels
 uniform vec2 u_fb;       // framebuffer size, pixels
+uniform bool u_points;   // drawn as points (one vertex per tile), else as quads (4 per run)
 
 #ifdef SINGLE_PLANE
 uniform float u_disp[MAX_PLANES];
@@ -29,7 +31,9 @@ void main() {
     vec2 corner = vec2(gl_VertexID & 1, gl_VertexID >> 1);        // triangle strip 0..3
     vec2 px = min((vec2(in_tile.xy) + corner * vec2(in_tile.z, 1)) * float(TILE), u_view)
               + u_origin;
+    if (u_points) px = (vec2(in_tile.xy) + 0.5) * float(TILE) + u_origin;  // the tile's centre
     gl_Position = vec4(2.0 * px / u_fb - 1.0, 0.0, 1.0);
+    gl_PointSize = float(TILE);  // a square of TILE px round the centre: exactly the tile
 #ifdef SINGLE_PLANE
     int i = 0;
     for (int word = 0; word < MAX_PLANES / 32; ++word) {
