@@ -238,7 +238,12 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
             fields, frame_from_mpi = seq.fields_raw_and_pose(t)
             renderer.set_fields(fields, seq.photo_u8, seq.depths, seq.K, cell, frame_from_mpi,
                                 seq.plane_groups)
-            rgba = seq[t]
+            # the depth is alpha-weighted (mpi.render): the stored alpha is all it reads, so the
+            # colour is not materialized (nor the frame read a second time); at the stored size
+            # materialize's alpha is the stored alpha (the preview is byte-identical)
+            alpha = fields["alpha"].astype(np.float32) / np.float32(255.0)
+            rgba = np.concatenate([np.zeros(alpha.shape + (3,), np.float32), alpha[..., None]],
+                                  -1)
         else:
             rgba, frame_from_mpi = seq[t], seq.pose(t)
             renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
