@@ -349,8 +349,9 @@ def enable_compile_cache() -> Path | None:
 
     The folder: ``$MPITALK_COMPILE_CACHE`` (``off`` disables it), else JAX's own setting
     (``JAX_COMPILATION_CACHE_DIR``) when given, else ``~/.cache/mpitalk/jax``. Capped at
-    ``COMPILE_CACHE_MAX_BYTES`` (the cap also makes JAX lock the folder, so concurrent jobs
-    share it safely). A folder that cannot be made leaves the cache off: it is only speed.
+    ``COMPILE_CACHE_MAX_BYTES`` when the ``filelock`` package is there (the cap also makes JAX
+    lock the folder, so concurrent jobs share it safely; without it JAX's cache has no cap and
+    no lock). A folder that cannot be made leaves the cache off: it is only speed.
     """
     import jax
 
@@ -367,6 +368,10 @@ def enable_compile_cache() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # every compile: the job's small ones (renders, photo fits) add up to seconds too
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:  # JAX's cap needs filelock (not a dependency of ours): without it, no cap, no lock
+        import filelock  # noqa: F401
+    except ImportError:
+        return folder
     jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_MAX_BYTES)
     return folder
 

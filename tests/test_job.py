@@ -3,6 +3,7 @@ user can cause: one line on stderr, a non-zero exit code, nothing half-written."
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -175,6 +176,11 @@ def test_compile_cache_folder_from_the_environment_and_off(tmp_path, monkeypatch
         assert job.enable_compile_cache() == tmp_path / "c" and (tmp_path / "c").is_dir()
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
         assert jax.config.jax_compilation_cache_max_size == job.COMPILE_CACHE_MAX_BYTES
+        jax.config.update("jax_compilation_cache_max_size", -1)
+        monkeypatch.setitem(sys.modules, "filelock", None)  # not installed: no cap (it needs it)
+        assert job.enable_compile_cache() == tmp_path / "c"
+        assert jax.config.jax_compilation_cache_max_size == -1
+        monkeypatch.delitem(sys.modules, "filelock")
         monkeypatch.delenv(job.COMPILE_CACHE_ENV)
         monkeypatch.setenv("HOME", str(tmp_path / "home"))
         jax.config.update("jax_compilation_cache_dir", None)
