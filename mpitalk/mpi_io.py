@@ -36,21 +36,24 @@ search; face MPIs are mostly transparent, so frames compress several-fold (see R
 measured sizes and speeds). uint8 is the default (what video and the GL renderer consume);
 ``dtype="float16"`` keeps more precision for training targets.
 
-Writing is streamed (frames may be any iterable; only one frame is in memory) into a temporary
-sibling folder that is renamed into place when complete, so a crash never leaves a half-written
-sequence under the final name. Reading checks what it reads (the description, every frame's
-shapes, dtypes and finiteness, the photo) and turns anything wrong into one-line
-:class:`mpitalk.UserError` naming the file.
+Writing is streamed (frames may be any iterable; at most three frames are in memory: the one
+being made and two being compressed and written on a background thread, :class:`_FrameFiles`)
+into a temporary sibling folder that is renamed into place when complete, so a crash never
+leaves a half-written sequence under the final name. Reading checks what it reads (the
+description, every frame's shapes, dtypes and finiteness, the photo) and turns anything wrong
+into one-line :class:`mpitalk.UserError` naming the file.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
 import os
 import zipfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +96,44 @@ def _open_tmp(path: Path) -> Path:
                         "folder") from exc
 
 
+class _FrameFiles:
+    """Writes frames' compressed NPZ files on one background thread, at most ``depth`` frames
+    behind the caller: deflate releases the GIL, so compressing frame t (about 30 ms for a
+    default-job frame here) overlaps making frame t+1 (the sampler). The files' bytes are those
+    ``np.savez_compressed`` writes in the caller's thread. A write's error is raised in the
+    caller's thread at a later :meth:`write` or at :meth:`finish`; leaving the ``with`` block
+    waits for the writes in flight (on an error too: nothing is written into a folder after the
+    caller has removed it)."""
+
+    def __init__(self, folder: Path, depth: int = 2):
+        self.folder = folder
+        self.depth = depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpi-io-write")
+        self._pending: collections.deque[Future] = collections.deque()
+
+    def write(self, index: int, arrays: dict[str, np.ndarray]) -> None:
+        """Queue ``frames/NNNNNN.npz`` with ``arrays`` (copied now: the caller may reuse its
+        buffers)."""
+        while len(self._pending) >= self.depth:
+            self._pending.popleft().result()
+        arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
+        self._pending.append(self._pool.submit(
+            np.savez_compressed, self.folder / f"{index:06d}.npz", **arrays))
+
+    def finish(self) -> None:
+        """Wait for every queued file; raise the first write's error."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def __enter__(self) -> _FrameFiles:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            self.finish()
+
+
 def _base_meta(version: int, fps: float, count: int, D: int, H: int, W: int, depths, K,
                color_space: str) -> dict:
     return {"format": FORMAT, "version": version, "fps": float(fps), "num_frames": count,
@@ -121,21 +162,22 @@ def save(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], dep
         (tmp / "frames").mkdir()
         shape = None
         count = 0
-        for frame in frames:
-            pose = np.eye(4, dtype=np.float32)
-            if isinstance(frame, tuple):
-                frame, pose = frame
-                pose = _check_pose(pose, count)
-            enc = _encode(frame, dtype)
-            if enc.ndim != 4 or enc.shape[-1] != 4 or enc.shape[0] != depths.shape[0]:
-                raise ValueError(f"frame {count} has shape {enc.shape}; expected "
-                                 f"(D={depths.shape[0]},H,W,4)")
-            if shape is not None and enc.shape != shape:
-                raise ValueError(f"frame {count} has shape {enc.shape}, earlier frames {shape}")
-            shape = enc.shape
-            np.savez_compressed(tmp / "frames" / f"{count:06d}.npz", rgba=enc,
-                                frame_from_mpi=pose)
-            count += 1
+        with _FrameFiles(tmp / "frames") as files:
+            for frame in frames:
+                pose = np.eye(4, dtype=np.float32)
+                if isinstance(frame, tuple):
+                    frame, pose = frame
+                    pose = _check_pose(pose, count)
+                enc = _encode(frame, dtype)
+                if enc.ndim != 4 or enc.shape[-1] != 4 or enc.shape[0] != depths.shape[0]:
+                    raise ValueError(f"frame {count} has shape {enc.shape}; expected "
+                                     f"(D={depths.shape[0]},H,W,4)")
+                if shape is not None and enc.shape != shape:
+                    raise ValueError(f"frame {count} has shape {enc.shape}, earlier frames "
+                                     f"{shape}")
+                shape = enc.shape
+                files.write(count, {"rgba": enc, "frame_from_mpi": pose})
+                count += 1
         if shape is None:
             raise ValueError("no frames to save")
         meta = _base_meta(DENSE_VERSION, fps, count, int(shape[0]), int(shape[1]),
@@ -194,24 +236,25 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
         (tmp / "frames").mkdir()
         shapes = None
         count = 0
-        for fields, pose in frames:
-            pose = _check_pose(pose, count)
-            enc = encode_fields(fields)
-            got = {k: v.shape for k, v in enc.items()}
-            S = got["alpha"][1] if len(got["alpha"]) == 3 else -1
-            G = got["flow"][0] if len(got["flow"]) == 4 else -1
-            want = {"alpha": (D, S, S), "blend": (D, S, S), "color": (S, S, 3),
-                    "flow": (G, S, S, 2)}
-            if got != want or S < 1 or G < 1 or groups.max() >= G:
-                raise ValueError(f"frame {count}: field shapes {got}; expected alpha/blend "
-                                 f"(D={D},S,S), color (S,S,3), flow (G,S,S,2) with G > "
-                                 f"max(plane_groups) = {groups.max()}")
-            if shapes is not None and got != shapes:
-                raise ValueError(f"frame {count}: field shapes {got}, earlier frames {shapes}")
-            shapes = got
-            np.savez_compressed(tmp / "frames" / f"{count:06d}.npz", **enc,
-                                frame_from_mpi=pose)
-            count += 1
+        with _FrameFiles(tmp / "frames") as files:
+            for fields, pose in frames:
+                pose = _check_pose(pose, count)
+                enc = encode_fields(fields)
+                got = {k: v.shape for k, v in enc.items()}
+                S = got["alpha"][1] if len(got["alpha"]) == 3 else -1
+                G = got["flow"][0] if len(got["flow"]) == 4 else -1
+                want = {"alpha": (D, S, S), "blend": (D, S, S), "color": (S, S, 3),
+                        "flow": (G, S, S, 2)}
+                if got != want or S < 1 or G < 1 or groups.max() >= G:
+                    raise ValueError(f"frame {count}: field shapes {got}; expected alpha/blend "
+                                     f"(D={D},S,S), color (S,S,3), flow (G,S,S,2) with G > "
+                                     f"max(plane_groups) = {groups.max()}")
+                if shapes is not None and got != shapes:
+                    raise ValueError(f"frame {count}: field shapes {got}, earlier frames "
+                                     f"{shapes}")
+                shapes = got
+                files.write(count, {**enc, "frame_from_mpi": pose})
+                count += 1
         if shapes is None:
             raise ValueError("no frames to save")
         Image.fromarray(photo8).save(tmp / PHOTO_NAME)

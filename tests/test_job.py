@@ -3,6 +3,7 @@ user can cause: one line on stderr, a non-zero exit code, nothing half-written."
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -157,3 +158,38 @@ def test_batch_job_options_are_checked_like_the_cli():
                         ("pose_mode", "--pose-mode")):
         with pytest.raises(job.UserError, match=flag):
             job._check_options(job.JobOptions(**{field: "nonsense"}))
+
+
+def test_compile_cache_folder_from_the_environment_and_off(tmp_path, monkeypatch):
+    # what a job turns on before it compiles anything (that later jobs load the compiled code
+    # and make byte-identical files is bench/bench_generate.py's cached run)
+    import jax
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_compilation_cache_max_size")
+    saved = {n: getattr(jax.config, n) for n in names}
+    try:
+        monkeypatch.setenv(job.COMPILE_CACHE_ENV, "off")
+        assert job.enable_compile_cache() is None
+        assert jax.config.jax_compilation_cache_dir == saved["jax_compilation_cache_dir"]
+        monkeypatch.setenv(job.COMPILE_CACHE_ENV, str(tmp_path / "c"))
+        assert job.enable_compile_cache() == tmp_path / "c" and (tmp_path / "c").is_dir()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+        assert jax.config.jax_compilation_cache_max_size == job.COMPILE_CACHE_MAX_BYTES
+        jax.config.update("jax_compilation_cache_max_size", -1)
+        monkeypatch.setitem(sys.modules, "filelock", None)  # not installed: no cap (it needs it)
+        assert job.enable_compile_cache() == tmp_path / "c"
+        assert jax.config.jax_compilation_cache_max_size == -1
+        monkeypatch.delitem(sys.modules, "filelock")
+        monkeypatch.delenv(job.COMPILE_CACHE_ENV)
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert job.enable_compile_cache() == tmp_path / "home" / ".cache" / "mpitalk" / "jax"
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "own"))  # the user's own
+        assert job.enable_compile_cache() == tmp_path / "own"
+        (tmp_path / "file").write_text("")  # a folder that cannot be made: off, not an error
+        monkeypatch.setenv(job.COMPILE_CACHE_ENV, str(tmp_path / "file" / "c"))
+        assert job.enable_compile_cache() is None
+    finally:
+        for n, v in saved.items():
+            jax.config.update(n, v)

@@ -86,3 +86,24 @@ def test_eyes_above_what_the_photo_holds_store_no_larger_photo_and_say_so(tmp_pa
     seq = mpi_io.load(out / "mpi")
     assert seq.photo_size == 512
     assert decode(out / "mpitalk_LR.mp4").shape[1:] == (640, 1280, 3)
+
+
+def test_preview_depth_is_that_of_the_materialized_frame(job_out):
+    # the contact sheet's depth reads only the stored alpha; built here from the whole
+    # materialized frame (colour included), it is the same to the last bit
+    from PIL import Image
+
+    from mpitalk import mpi
+
+    seq = mpi_io.load(job_out / "mpi")
+    sheet = np.asarray(Image.open(job_out / "preview.png"))
+    cell = seq.photo_size  # 96: the sheet's cells are the photo's size (at most 256)
+    near, far = float(seq.depths[-1]), float(seq.depths[0])
+    for column, t in enumerate((0, len(seq) - 1)):
+        depth = np.asarray(mpi.render(seq.dense(t), seq.depths, seq.K, seq.pose(t)).depth)
+        img = np.clip((1 / depth - 1 / far) / (1 / near - 1 / far), 0, 1).astype(np.float32)
+        img = np.asarray(Image.fromarray(img).resize((cell, cell), Image.BILINEAR))
+        want = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+        x = cell * (1 + column)  # after the photo's column; the depth is a column's 2nd cell
+        got = sheet[cell:2 * cell, x:x + cell]
+        assert np.abs(got.astype(int) - want[..., None]).max() == 0

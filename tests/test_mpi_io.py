@@ -177,6 +177,54 @@ def test_factored_saving_refuses_inconsistent_frames_and_leaves_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_frames_written_on_the_background_thread_are_those_of_savez_compressed(tmp_path):
+    # the frame files are written on a thread while the caller makes the next frame: the same
+    # bytes as np.savez_compressed in the caller's thread, even when the caller refills one
+    # buffer for every frame
+    rng = np.random.default_rng(3)
+    frames = [(_fields(rng), np.eye(4, dtype=np.float32) * (t + 1)) for t in range(5)]
+    buffer = {k: np.empty_like(v) for k, v in frames[0][0].items()}
+
+    def reused():
+        for fields, pose in frames:
+            for k, v in fields.items():
+                buffer[k][...] = v
+            yield buffer, pose
+
+    mpi_io.save_factored(tmp_path / "seq", reused(), np.zeros((8, 8, 3), np.uint8),
+                         np.ones(4), np.eye(3), 25, plane_groups=[0, 1, 1, 0])
+    for t, (fields, pose) in enumerate(frames):
+        np.savez_compressed(tmp_path / "want.npz", **fields, frame_from_mpi=pose)
+        assert (tmp_path / "seq" / "frames" / f"{t:06d}.npz").read_bytes() == \
+            (tmp_path / "want.npz").read_bytes()
+    dense = _frames(T=4)
+    mpi_io.save(tmp_path / "dense", iter(dense), np.ones(4), np.eye(3), fps=25)
+    np.savez_compressed(tmp_path / "want.npz", rgba=dense[3], frame_from_mpi=np.eye(4,
+                                                                                  dtype=np.float32))
+    assert (tmp_path / "dense" / "frames" / "000003.npz").read_bytes() == \
+        (tmp_path / "want.npz").read_bytes()
+
+
+def test_a_failed_background_write_is_raised_and_leaves_nothing(tmp_path, monkeypatch):
+    real = np.savez_compressed
+    calls = []
+
+    def full_disk(path, **arrays):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, **arrays)
+
+    monkeypatch.setattr(mpi_io.np, "savez_compressed", full_disk)
+    rng = np.random.default_rng(4)
+    frames = [(_fields(rng), np.eye(4)) for _ in range(6)]
+    with pytest.raises(OSError, match="No space left"):
+        mpi_io.save_factored(tmp_path / "seq", iter(frames), np.zeros((8, 8, 3), np.uint8),
+                             np.ones(4), np.eye(3), 25, plane_groups=[0, 1, 1, 0])
+    assert list(tmp_path.iterdir()) == []  # no sequence, no temporary folder
+    assert len(calls) < 6  # the error stopped the writing (at most `depth` frames later)
+
+
 def _write_meta(folder, **changes):
     meta = json.loads((folder / "mpi.json").read_text())
     meta.update(changes)
