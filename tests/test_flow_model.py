@@ -77,17 +77,26 @@ def test_with_flow_starts_exactly_as_the_model_it_was_made_from(old, reference_s
         np.testing.assert_allclose(f_new[k], f_old[k], rtol=0, atol=1e-6)
 
 
-def test_the_shipped_checkpoint_with_flow_gives_the_shipped_output():
-    """data/checkpoint (no flow branch) loads; given one, its output is unchanged (1e-6)."""
+def test_the_shipped_checkpoint_flows_by_the_gated_rig_prior_alone():
+    """data/checkpoint (issue 20's stage 5) has the flow branch with its learned layer at zero
+    (data/README.md): in the photo's camera its flow is bound * tanh(gate * prior / bound)
+    exactly, the prior taken where valid; in the target camera it is zero."""
     config, shipped = checkpoint.load(SHIPPED)
-    assert config.flow_bound == 0  # the shipped model predates the flow branch: it loads as is
-    new = M.with_flow(shipped, 0.1)
-    identity, cond = _inputs(B=1, size=config.image_size)
-    for space in (True, False):
-        rgba_old, _ = _forward(shipped, identity, cond, space)
-        rgba_new, f_new = _forward(new, identity, cond, space)
-        assert not np.any(f_new["flow"])
-        np.testing.assert_allclose(rgba_new, rgba_old, rtol=0, atol=1e-6)
+    assert config.flow_bound > 0
+    assert not np.any(np.asarray(shipped.heads.flow.kernel[...]))
+    assert not np.any(np.asarray(shipped.heads.flow.bias[...]))
+    gate = float(shipped.heads.gate())
+    assert 0.3 < gate < 1.5
+    identity, cond = _inputs(B=2, size=config.image_size)
+    cond["camera_space"] = np.array([1.0, 0.0], np.float32)  # one of each
+    _, f = _forward(shipped, identity, cond, None)
+    prior = cond["prior_flow"] * cond["prior_valid"][..., None]
+    b = config.flow_bound
+    np.testing.assert_allclose(f["flow"][0, 0], b * np.tanh(gate * prior[0] / b),
+                               rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(f["flow"][1, 0], 0.0)
+    with pytest.raises(UserError, match="already has a flow branch"):
+        M.with_flow(shipped, 0.1)
 
 
 def test_flow_layers_and_gate_are_live(old):
