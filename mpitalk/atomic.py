@@ -17,6 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (symbolic links resolved): replacing
+    ``folder`` would lose ``path``."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
 def _owner_tag() -> str:
     """``HOST-PID`` of this process (hosts matter: batch shards share folders over NFS)."""
     return f"{socket.gethostname()}-{os.getpid()}"

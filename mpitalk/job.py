@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
-from mpitalk.atomic import clean_stale, swap_in, temp_dir_beside
+from mpitalk.atomic import clean_stale, is_within, swap_in, temp_dir_beside
 from mpitalk.choices import PREV_MODES, SPACES
 
 DATA_DIR = data_dir()
@@ -291,9 +291,7 @@ def check_output(o: JobOptions) -> Path:
     if not o.out.strip():
         raise UserError("--out is empty; give an output folder, e.g. --out mpitalk-out")
     final = Path(o.out)
-    resolved = final.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
+    if is_within(Path.cwd(), final):
         raise UserError(f"--out {o.out}: is the current folder or one above it, which a job "
                         f"never replaces; name a new folder, e.g. --out {final / 'mpitalk-out'}")
     if final.is_symlink():
@@ -319,12 +317,6 @@ def check_output(o: JobOptions) -> Path:
                             "which the earlier mpitalk output there did not write; move it out, "
                             "or pass --overwrite to replace the whole folder")
     return final
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or inside it (symbolic links resolved)."""
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or folder in path.parents
 
 
 def _copy_tree(src: Path, dst: Path) -> Path:
@@ -417,7 +409,7 @@ def run_job(o: JobOptions) -> dict:
             identity = None
             if o.mpi is not None:
                 mpi_dir = Path(o.mpi)
-                if _is_within(mpi_dir, final):  # re-rendering an output in place: keep its MPI
+                if is_within(mpi_dir, final):  # re-rendering an output in place: keep its MPI
                     mpi_dir = _copy_tree(mpi_dir, tmp / "mpi")
                     seq = mpi_io.load(mpi_dir)
             else:
@@ -546,7 +538,7 @@ def batch_out(out_root: Path, line: int, obj: dict, where: str) -> Path:
                         f"{rel!r}")
     out = out_root / rel
     if Path(rel).is_absolute() or ".." in Path(rel).parts or not (
-            _is_within(out, out_root) and out.resolve() != out_root.resolve()):
+            is_within(out, out_root) and out.resolve() != out_root.resolve()):
         raise UserError(f"{where}: \"out\" must be a folder inside the batch folder {out_root} "
                         f"(no absolute path, no ..), got {rel!r}")
     return out

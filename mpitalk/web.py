@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, run_cli
-from mpitalk.atomic import swap_in, temp_dir_beside
+from mpitalk.atomic import is_within, swap_in, temp_dir_beside
 
 BUNDLE_FORMAT = "mpitalk-web"
 BUNDLE_VERSION = 1
@@ -217,8 +217,7 @@ def _copy_page(dest: Path) -> int:
 def _check_out(out: Path, mpi_dir: Path) -> None:
     """Refuse an output folder whose replacement would lose something: the sequence itself (or
     a folder holding it), or an existing folder that is not a web bundle."""
-    o, m = out.resolve(), mpi_dir.resolve()
-    if o == m or o in m.parents:
+    if is_within(mpi_dir, out):
         raise UserError(f"{out}: the bundle would replace the MPI sequence {mpi_dir}; choose "
                         "another --out")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_bundle(out))):

@@ -565,3 +565,18 @@ def test_swap_in_replaces_only_when_the_body_completes(tmp_path):
         (tmp / "new.txt").write_text("new")
     assert not tmp.exists() and sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside it
+
+
+def test_is_within_follows_links_and_agrees_with_commonpath(tmp_path):
+    """atomic.is_within (what replacing a folder would lose) against os.path.commonpath on the
+    real paths; a link into the folder counts as inside, a sibling sharing a prefix does not."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")
+    paths = [tmp_path / n for n in ("a", "a/b", "ab", "link", "a/missing")]
+    for p in paths:
+        for f in paths + [tmp_path]:
+            rp, rf = os.path.realpath(p), os.path.realpath(f)
+            assert atomic.is_within(p, f) == (os.path.commonpath([rp, rf]) == rf), (p, f)
+    assert atomic.is_within(tmp_path / "link", tmp_path / "a")
+    assert not atomic.is_within(tmp_path / "ab", tmp_path / "a")
