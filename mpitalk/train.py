@@ -382,12 +382,17 @@ def lr_schedule(config: Config) -> optax.Schedule:
 _FLOW_PARAMS = ("flow", "prior_gate", "extra_stem")
 
 
+def _path_names(path) -> set:
+    """The attribute names along a parameter's tree path."""
+    return {getattr(k, "key", getattr(k, "name", None)) for k in path}
+
+
 def _is_flow_param(path) -> bool:
-    return any(getattr(k, "key", getattr(k, "name", None)) in _FLOW_PARAMS for k in path)
+    return not _path_names(path).isdisjoint(_FLOW_PARAMS)
 
 
 def _is_gate_param(path) -> bool:
-    return any(getattr(k, "key", getattr(k, "name", None)) == "prior_gate" for k in path)
+    return "prior_gate" in _path_names(path)
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
