@@ -395,12 +395,18 @@ def _is_gate_param(path) -> bool:
     return "prior_gate" in _path_names(path)
 
 
+def _is_residual_flow_param(path) -> bool:
+    """The colour branch's learned flow layer (model.heads.flow), not the gate or the stem."""
+    return {"heads", "flow"} <= _path_names(path)
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
     """AdamW on :func:`lr_schedule`, after global-norm clipping. With a flow branch its
     parameters are clipped on their own: the flow is in units of the crop's side, so its
     layer's gradient is ~100x the rest's (331 vs 3 on a real batch at the shipped model), and
     one global clip would scale every other gradient by its changing norm; the rest is then
-    clipped and stepped exactly as without the branch."""
+    clipped and stepped exactly as without the branch. ``freeze_flow_residual``: the learned
+    flow layer gets no step at all (its own group, so the rest's clip does not see it)."""
     lr = lr_schedule(config)
 
     def adamw() -> optax.GradientTransformation:
@@ -418,7 +424,12 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
             optax.clip_by_global_norm(config.grad_clip),
             optax.adam(lambda t: config.prior_gate_lr_scale * lr(t), b1=0.9, b2=0.99))
 
+    if config.freeze_flow_residual:
+        groups["frozen"] = optax.set_to_zero()
+
     def group(path) -> str:
+        if config.freeze_flow_residual and _is_residual_flow_param(path):
+            return "frozen"
         if gate_apart and _is_gate_param(path):
             return "gate"
         return "flow" if _is_flow_param(path) else "rest"

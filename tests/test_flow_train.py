@@ -93,3 +93,43 @@ def test_the_prior_gate_can_learn_faster_than_the_rest():
             np.testing.assert_allclose(float(ten), -1e-2, rtol=1e-3)
         else:
             np.testing.assert_array_equal(np.asarray(one), np.asarray(ten))
+
+
+def test_a_frozen_residual_flow_layer_stays_zero_while_the_gate_and_paint_learn(tmp_path):
+    """freeze_flow_residual: two real steps from a model whose flow layer is zero leave that
+    layer exactly zero (the flow is the gated prior alone), while the gate and the colour
+    layer move; the optimizer steps everything outside the flow branch exactly as it would
+    without the flag."""
+    data = write_fake_dataset(tmp_path / "data")
+    old = M.MPIModel(M.micro(), rngs=nnx.Rngs(3))
+    saved = checkpoint.save(tmp_path / "saved", old.config, old, step=5)
+    rc = train.main(["--init-from", str(saved), "--data", str(data), "--workdir",
+                     str(tmp_path / "run"), "--steps", "2", "--quiet", "--lr", "1e-2",
+                     "--set", "flow_bound=0.1", "--set", "freeze_flow_residual=true",
+                     "--set", "p_drop_identity_info=0.0"])
+    assert rc == 0
+    _, model = checkpoint.load(train.export(tmp_path / "run", tmp_path / "export"))
+    assert not np.any(np.asarray(model.heads.flow.kernel[...]))
+    assert not np.any(np.asarray(model.heads.flow.bias[...]))
+    assert float(model.heads.gate()) != 0.0
+    assert float(np.abs(np.asarray(model.heads.color.kernel[...])).max()) > 0
+    # the update rule alone: the frozen group gets a zero step, every other one the flag-free step
+    steps = {}
+    for frozen in (False, True):
+        cfg = CFG.replace(freeze_flow_residual=frozen, warmup_steps=1, learning_rate=1e-3)
+        params = nnx.state(M.MPIModel(cfg, rngs=nnx.Rngs(0)), nnx.Param)
+        grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+        tx = train.make_optimizer(cfg)
+        steps[frozen] = jax.tree_util.tree_flatten_with_path(
+            tx.update(grads, tx.init(params), params)[0])[0]
+    residual = 0
+    for (path, free), (_, held) in zip(steps[False], steps[True], strict=True):
+        if train._is_residual_flow_param(path):
+            residual += 1
+            assert np.any(np.asarray(free)) and not np.any(np.asarray(held))
+        elif train._is_flow_param(path):  # the gate, the stem: clipped without the frozen
+            # layer, and Adam's first step is the rate whatever the clip did
+            np.testing.assert_allclose(np.asarray(free), np.asarray(held), rtol=1e-5)
+        else:
+            np.testing.assert_array_equal(np.asarray(free), np.asarray(held))
+    assert residual == 2  # kernel and bias

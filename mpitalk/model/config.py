@@ -62,6 +62,9 @@ class Config:
     prior_gate_lr_scale: float = 1.0  # the rig prior's gate learns at this times the rate
     # (its own clip, no weight decay): the one scalar that hands the warp to the rig, which
     # synthetic data (made by the rig) rewards at once, need not wait on the other layers
+    freeze_flow_residual: bool = False  # the colour branch's learned flow layer
+    # (heads.flow) is not stepped: from a model whose layer is zero the flow stays the gated
+    # rig prior alone, while the gate, the paint and everything else train
     p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
     seed: int = 0  # seed of parameters, noise and data order
     checkpoint_every: int = 500  # steps between training checkpoints
