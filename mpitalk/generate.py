@@ -108,11 +108,16 @@ def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
     return np.asarray(out, dtype=np.float32)[..., :3] / 255.0
 
 
-def identity_conditions(identity: np.ndarray, K: np.ndarray) -> dict[str, np.ndarray] | None:
+def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
+                        ) -> dict[str, np.ndarray] | None:
     """What the model may know about the identity image: its blendshapes and head pose read by
     MediaPipe (rotation; the sideways position from the landmarks, ``face.head_offset``; the
     default depth), and the rig's condition render of them. None when no face is found
-    (``--no-crop`` on a non-face image): the model then assumes a neutral frontal pose."""
+    (``--no-crop`` on a non-face image): the model then assumes a neutral frontal pose.
+    ``align`` (for a model with a flow branch): also ``prior_align``, the 2-D correspondence
+    between the photo's face and the rig's at that expression and pose
+    (``prior_align.fit``), which moves the rig's prior flow onto the photo's features; absent
+    when MediaPipe cannot read the rig's render."""
     from mpitalk import face, rig
 
     S = identity.shape[0]
@@ -126,8 +131,18 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray) -> dict[str, np.nda
     pose = drivable_pose(pose[None])[0]
     values = np.clip(faces[0].blendshapes, 0, 1).astype(np.float32)
     render = rig.render_condition(values, pose, K, S).astype(np.float32) / 255.0
-    return {"identity_cond": render,
+    info = {"identity_cond": render,
             "identity_expression": np.concatenate([values, pose]).astype(np.float32)}
+    if align:
+        from mpitalk import prior_align
+
+        rig_px = prior_align.rig_landmarks(values, pose, K, S)
+        if rig_px is not None:
+            info["prior_align"] = prior_align.fit(faces[0].landmarks_px, rig_px, S)
+    return info
+
+
+MODEL_INFO = ("identity_cond", "identity_expression")  # what of identity_conditions the model reads
 
 
 def drivable_pose(pose: np.ndarray) -> np.ndarray:
@@ -178,7 +193,9 @@ def prior_conditions(expression: np.ndarray, identity_info: dict[str, np.ndarray
     and ``prior_valid`` (n,S,S), backward from the MPI's camera (the photo's when
     ``reference``, with the frame's expression at the photo's pose; else the frame's) into
     the photo at its expression and pose (``identity_info``; None: neutral at the default
-    pose, as the model then assumes). What a model with a flow branch reads (issue 20)."""
+    pose, as the model then assumes). What a model with a flow branch reads (issue 20). With
+    the identity's ``prior_align`` (:func:`identity_conditions`), the reference camera's prior is
+    moved onto the photo's face (``prior_align.align_flow``); the frame's camera keeps the rig's."""
     from mpitalk import rig
 
     pose_ref = reference_pose(identity_info)
@@ -188,8 +205,13 @@ def prior_conditions(expression: np.ndarray, identity_info: dict[str, np.ndarray
     target_pose = np.broadcast_to(pose_ref, (len(expression), 6)) if reference \
         else expression[:, 52:]
     flow, valid = rig.render_prior_flow(values_ref, pose_ref, expression[:, :52], target_pose,
-                                        K, size, unit="crop")
-    return {"prior_flow": flow.astype(np.float32), "prior_valid": valid.astype(np.float32)}
+                                        K, size, unit="px")
+    if reference and identity_info is not None and "prior_align" in identity_info:
+        from mpitalk import prior_align
+
+        flow, valid = prior_align.align_flow(flow, valid, identity_info["prior_align"])
+    return {"prior_flow": (flow / size).astype(np.float32),
+            "prior_valid": valid.astype(np.float32)}
 
 
 def generate_frames(model, config, identity: np.ndarray, track: controls.Track, *,
@@ -277,7 +299,8 @@ def _generate(sample, to_dense, model, config, identity: np.ndarray, track: cont
         cond["prev_frame"] = np.broadcast_to(prev, (n, S, S, 3)).astype(np.float32)
         cond["has_prev"] = np.full((n,), has_prev, np.float32)
         if identity_info is not None:
-            for k, v in identity_info.items():
+            for k in MODEL_INFO:
+                v = identity_info[k]
                 cond[k] = np.broadcast_to(v, (n,) + v.shape).astype(np.float32)
         cond["camera_space"] = np.full((n,), float(space == "reference"), np.float32)
         if getattr(config, "flow_bound", 0.0) > 0:  # a warp-and-paint model reads the rig prior

@@ -464,7 +464,7 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
                                          info=crop_info)
     depths, K = generate.mpi_geometry(config)
-    identity_info = generate.identity_conditions(identity, K)
+    identity_info = generate.identity_conditions(identity, K, align=config.flow_bound > 0)
     timings["identity_s"] = time.perf_counter() - t0
     if o.pose_mode == "relative":
         track = generate.relative_to_identity(track, identity_info)

@@ -170,7 +170,8 @@ def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
         prior = prior_flow_of(clip["identity_controls"] * has_id,
                               pose_ref if has_id else camera.default_head_pose(),
                               clip["controls"][t], pose_t, clip["K"],
-                              clip["target_rgb"].shape[1], reference)
+                              clip["target_rgb"].shape[1], reference,
+                              clip_alignment(clip) if reference and has_id else None)
     return {**prior,
         "identity": clip["identity_rgb"],
         "identity_cond": clip["identity_cond"] * np.uint8(has_id),
@@ -189,18 +190,39 @@ def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
 
 def prior_flow_of(identity_values: np.ndarray, identity_pose: np.ndarray,
                   values: np.ndarray, pose: np.ndarray, K: np.ndarray, size: int,
-                  reference: bool) -> dict[str, np.ndarray]:
+                  reference: bool, alignment: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
     """The model's ``prior_flow`` (S,S,2) float32 (crop units) and ``prior_valid`` (S,S) uint8
     for a frame of blendshapes ``values`` (52,) and head pose ``pose`` (6,): the rig's backward
     flow into the identity (``rig.render_prior_flow``) in the MPI's camera: the identity's
-    (``reference``: the frame's expression at the identity's pose) or the frame's."""
-    from mpitalk import rig
+    (``reference``: the frame's expression at the identity's pose) or the frame's; moved onto
+    the identity image's face by ``alignment`` (``prior_align.fit``) when given, as generation
+    moves a photo's (``generate.prior_conditions``)."""
+    from mpitalk import prior_align, rig
 
     identity_pose = np.asarray(identity_pose, np.float32)
     flow, valid = rig.render_prior_flow(identity_values, identity_pose, values,
-                                        identity_pose if reference else pose, K, size,
-                                        unit="crop")
-    return {"prior_flow": flow.astype(np.float32), "prior_valid": valid.astype(np.uint8)}
+                                        identity_pose if reference else pose, K, size)
+    if alignment is not None:
+        flow, valid = prior_align.align_flow(flow, valid, alignment)
+    return {"prior_flow": (flow / size).astype(np.float32), "prior_valid": valid.astype(np.uint8)}
+
+
+def clip_alignment(clip: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The clip's ``prior_align`` (2,S,S,2), fitted as generation fits a photo's
+    (``generate.identity_conditions``): MediaPipe's landmarks on the identity image against
+    the rig's at the identity's expression and pose. Fitted once per clip and kept in it
+    (``clip["prior_align"]``); None where MediaPipe finds either face not."""
+    if "prior_align" not in clip:
+        from mpitalk import face, prior_align
+
+        S = clip["identity_rgb"].shape[0]
+        faces = face.detect_faces(np.asarray(clip["identity_rgb"], np.uint8), max_faces=1)
+        rig_px = (prior_align.rig_landmarks(clip["identity_controls"], clip["identity_pose"],
+                                            clip["K"], S) if faces else None)
+        clip["prior_align"] = (None if rig_px is None
+                               else prior_align.fit(faces[0].landmarks_px, rig_px, S))
+    return clip["prior_align"]
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -696,7 +718,7 @@ def preview_batch(clips: list[dict[str, np.ndarray]], config: Config) -> dict[st
             "side_from_target": camera.orbit_pose(np.radians(10.0), 0.0, pose_t[3:6]),
             **(prior_flow_of(clip["identity_controls"], clip["identity_pose"],
                              clip["controls"][t], pose_t, clip["K"],
-                             clip["target_rgb"].shape[1], True)
+                             clip["target_rgb"].shape[1], True, clip_alignment(clip))
                if config.flow_bound > 0 else {})})
     return {k: np.asarray(v, np.float32) for k, v in collate(items).items()}
 

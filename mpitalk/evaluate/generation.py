@@ -51,7 +51,8 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     from mpitalk import controls, generate
 
     _, K = generate.mpi_geometry(config)
-    info = true_info if true_info is not None else generate.identity_conditions(identity, K)
+    info = true_info if true_info is not None else generate.identity_conditions(
+        identity, K, align=config.flow_bound > 0)
     if photo_pose is not None:
         pose = track.pose - np.asarray(photo_pose, np.float32) + generate.reference_pose(info)
         track = controls.Track(track.values, pose.astype(np.float32), track.fps, track.names)
