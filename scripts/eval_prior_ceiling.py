@@ -9,7 +9,8 @@ frames, driven by the other test clips' tracks and ``data/default_track.csv``, 4
 held still), and for each frame the photo sampled at ``pixel + prior flow`` where the prior is
 valid, unchanged where it is not (``mpi.materialize`` of one opaque plane whose flow is the
 prior: the warp the model's copy would make with its prior gate at 1 and nothing learned on
-top). Scored by MediaPipe against the driver (``scores.expression_agreement``), with the
+top; ``--align``: the prior moved onto the photo's face first, ``prior_align``). Scored by
+MediaPipe against the driver (``scores.expression_agreement``), with the
 identity image shown unchanged as the floor (it scores 0). ``--frames 100`` scores the whole
 default track (its first 40 frames move the eyes more than the mouth).
 
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--frames", type=int, default=F.DEFAULT_MAX_FRAMES)
     ap.add_argument("--max-pairs", type=int, default=F.DEFAULT_MAX_PAIRS)
+    ap.add_argument("--align", action="store_true",
+                    help="move the prior onto each photo's face first (prior_align), as "
+                         "generation does for a model with a flow branch")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
 
@@ -67,7 +71,7 @@ def main(argv=None) -> int:
     for i, j in pairs:
         name, source, photo = photos[i]
         if i not in infos:
-            infos[i] = generate.identity_conditions(photo, K)
+            infos[i] = generate.identity_conditions(photo, K, align=a.align)
         values = np.clip(drivers[j][1], 0.0, 1.0).astype(np.float32)
         expression = np.concatenate([values, np.zeros((len(values), 6), np.float32)], 1)
         prior = generate.prior_conditions(expression, infos[i], K, S, reference=True)
@@ -95,8 +99,8 @@ def main(argv=None) -> int:
     for k, s in summary.items():
         print(f"{k:30s} pairs {s['pairs']:3d} (scored {s['scored']:3d})  corr "
               f"{s['expr_corr']:.3f}  amplitude {s['amplitude']:.3f}")
-    result = {"frames": a.frames, "data": str(a.data), "split": a.split, "summary": summary,
-              "pairs": rows}
+    result = {"frames": a.frames, "align": a.align, "data": str(a.data), "split": a.split,
+              "summary": summary, "pairs": rows}
     a.out.write_text(json.dumps(result, indent=1, allow_nan=True))
     return 0
 
