@@ -128,6 +128,7 @@ def test_footage_end_to_end(footage, tmp_path, monkeypatch):
     # ... and it is the photo: as sharp as itself, at distance 0 from itself
     assert c["identity_image"]["sharpness"] == pytest.approx(1.0)
     assert c["identity_image"]["identity_distance"] == pytest.approx(0.0, abs=1e-9)
+    assert c["identity_image"]["identity_same"] == 1.0  # every frame is the photo's person
     assert m["reference"]["real_frames"]["flicker"] > 0.0
     assert set(m["by_source"]["self_reenactment"]) == {"carphone_pristine", "cap13_edit2"}
     assert set(m["by_source"]["cross_reenactment"]) == {"identity", "carphone_pristine",

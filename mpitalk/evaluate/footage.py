@@ -54,7 +54,8 @@ from mpitalk.evaluate.scores import (
 METHODS = ("model", "flat", "identity_image")
 SELF_METRICS = ("psnr", "ssim", "lpips", "face_lpips", "identity_distance", "expr_corr",
                 "amplitude", "face_found", "flicker")
-CROSS_METRICS = ("expr_corr", "amplitude", "identity_distance", "face_found", "sharpness")
+CROSS_METRICS = ("expr_corr", "amplitude", "identity_distance", "identity_same", "face_found",
+                 "sharpness")
 DEFAULT_MAX_FRAMES = 40  # frames per clip / per driving track in a default run
 DEFAULT_MAX_PAIRS = 24  # cross pairs in a default run: 2 drivers each for 12 identities
 FACE_CROP_PX = 128  # face boxes are compared (LPIPS) and measured (sharpness) at this size
@@ -292,6 +293,9 @@ def cross_pair(photo: Photo, frames: dict[str, np.ndarray], driver_values: np.nd
         r, tracks[method] = _expression(driver_values, f8)
         d = identity_distances(ref, f8)
         r["identity_distance"] = metrics.nanmean(d)
+        # the share of frames dlib calls the photo's person (a frame without a face is not)
+        same = np.where(np.isfinite(d), d, np.inf) < metrics.SAME_PERSON_DISTANCE
+        r["identity_same"] = float(np.mean(same)) if ref is not None else math.nan
         r["identity_face_found"] = float(np.mean(np.isfinite(d))) if ref is not None \
             else math.nan
         r["sharpness"] = sharpness(rgb, photo.image, box, FACE_CROP_PX)

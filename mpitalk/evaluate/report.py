@@ -314,6 +314,7 @@ FOOTAGE_CROSS_ROWS: tuple[tuple[str, str, str], ...] = (
     ("expr_corr", "expression correlation with the driving track", "high"),
     ("amplitude", "expression amplitude / the driving track's", "1"),
     ("identity_distance", "dlib distance to the photo (< 0.6 same)", "low"),
+    ("identity_same", "share of frames at dlib distance < 0.6 to the photo", "high"),
     ("face_found", "MediaPipe face-found fraction", "high"),
     ("sharpness", "face-box Laplacian variance / the photo's", "1"),
 )
