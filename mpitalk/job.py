@@ -469,6 +469,8 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     if o.pose_mode == "relative":
         track = generate.relative_to_identity(track, identity_info)
     report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
+    if config.flow_bound > 0:  # did the rig's prior get moved onto the photo's face
+        report["identity"]["prior_aligned"] = bool(identity_info and "prior_align" in identity_info)
     identity_report = report["identity"]
     report["track"] = {"frames": len(track), "fps": track.fps,
                        "seconds": len(track) / track.fps}

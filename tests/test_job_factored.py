@@ -38,6 +38,7 @@ def test_reference_space_job_writes_version_3_with_the_photo_at_the_eye_size(job
     assert np.abs(flow).max() <= bound + 1e-3
     report = json.loads((job_out / "report.json").read_text())
     assert report["identity"]["photo_size"] == 96 and report["identity"]["photo_holds_px"] > 96
+    assert report["identity"]["prior_aligned"] is True  # the prior on the photo's own face
     eyes = decode(job_out / "mpitalk_LR.mp4")
     assert eyes.shape[1:] == (96, 192, 3)
 
