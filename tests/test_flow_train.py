@@ -38,15 +38,22 @@ def test_samples_carry_the_rig_prior_of_their_camera_space():
     assert "prior_flow" not in train.make_sample(clips, M.micro(), 0)
 
 
-def test_a_flow_run_starts_from_a_model_without_one_and_learns_the_flow(tmp_path):
+def _two_flow_steps(tmp_path, *sets: str):
+    """Two real training steps into tmp_path/run from a saved micro model without a flow
+    branch (given one with flow_bound 0.1), with ``--set`` fields ``sets``; the saved model."""
     data = write_fake_dataset(tmp_path / "data")
     old = M.MPIModel(M.micro(), rngs=nnx.Rngs(3))
     saved = checkpoint.save(tmp_path / "saved", old.config, old, step=5)
-    rc = train.main(["--init-from", str(saved), "--data", str(data), "--workdir",
-                     str(tmp_path / "run"), "--steps", "2", "--quiet", "--lr", "1e-2",
-                     "--set", "flow_bound=0.1", "--set", "flow_smooth=0.01",
-                     "--set", "p_drop_identity_info=0.0"])
-    assert rc == 0
+    args = ["--init-from", str(saved), "--data", str(data), "--workdir", str(tmp_path / "run"),
+            "--steps", "2", "--quiet", "--lr", "1e-2"]
+    for field in ("flow_bound=0.1", "p_drop_identity_info=0.0", *sets):
+        args += ["--set", field]
+    assert train.main(args) == 0
+    return old, saved
+
+
+def test_a_flow_run_starts_from_a_model_without_one_and_learns_the_flow(tmp_path):
+    old, saved = _two_flow_steps(tmp_path, "flow_smooth=0.01")
     text = (tmp_path / "run" / "metrics.jsonl").read_text()
     lines = [json.loads(x) for x in text.splitlines() if x]
     assert {"flow_tv_reference", "flow_px_reference", "flow_px_target",
@@ -100,14 +107,7 @@ def test_a_frozen_residual_flow_layer_stays_zero_while_the_gate_and_paint_learn(
     layer exactly zero (the flow is the gated prior alone), while the gate and the colour
     layer move; the optimizer steps everything outside the flow branch exactly as it would
     without the flag."""
-    data = write_fake_dataset(tmp_path / "data")
-    old = M.MPIModel(M.micro(), rngs=nnx.Rngs(3))
-    saved = checkpoint.save(tmp_path / "saved", old.config, old, step=5)
-    rc = train.main(["--init-from", str(saved), "--data", str(data), "--workdir",
-                     str(tmp_path / "run"), "--steps", "2", "--quiet", "--lr", "1e-2",
-                     "--set", "flow_bound=0.1", "--set", "freeze_flow_residual=true",
-                     "--set", "p_drop_identity_info=0.0"])
-    assert rc == 0
+    _two_flow_steps(tmp_path, "freeze_flow_residual=true")
     _, model = checkpoint.load(train.export(tmp_path / "run", tmp_path / "export"))
     assert not np.any(np.asarray(model.heads.flow.kernel[...]))
     assert not np.any(np.asarray(model.heads.flow.bias[...]))
