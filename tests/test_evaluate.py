@@ -199,7 +199,7 @@ def test_relative_identity_info_gives_the_motion_from_the_photo(data, tmp_path, 
     est = {"identity_cond": np.zeros((32, 32, 4), np.float32),
            "identity_expression": np.r_[np.zeros(52), est_pose].astype(np.float32)}
     monkeypatch.setattr(mpitalk.model, "sample_mpi", recording)
-    monkeypatch.setattr(generate, "identity_conditions", lambda identity, K: est)
+    monkeypatch.setattr(generate, "identity_conditions", lambda identity, K, align=False: est)
     config = mpitalk.model.micro()
     runs = {}
     for info in ("estimated", "relative"):

@@ -183,3 +183,17 @@ def test_cli_errors(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     with pytest.raises(UserError):
         synth.ClipDataset(tmp_path / "missing")
+
+
+def test_baking_the_atlas_leaves_the_shared_gl_context_clean():
+    """synth.identity's atlas bake (run by make_identity, and by prior_align for the rig's skin
+    during a job) leaves no released framebuffer bound: the next render sets no GL error."""
+    from mpitalk import gl, rig
+    from mpitalk.synth import identity
+
+    ctx = gl.context()
+    _ = ctx.error  # read off whatever an earlier test left
+    identity._atlas_maps()
+    rig.render_condition(np.zeros(52), camera.default_head_pose(),
+                         camera.intrinsics(192.0, 128, 128), 128)
+    assert ctx.error == "GL_NO_ERROR"

@@ -109,6 +109,9 @@ def _atlas_maps() -> tuple[np.ndarray, np.ndarray]:
     r = rig.load()
     ctx = gl.context()
     prog = gl.program(ctx, "rig_uv.vert", "rig_uv.frag")
+    # rebound before ours is released: a released framebuffer left bound makes the next one
+    # anyone creates set GL_INVALID_OPERATION when moderngl rebinds it
+    bound = ctx.fbo or ctx.detect_framebuffer(0)
     fbo = ctx.framebuffer(color_attachments=[ctx.texture((ATLAS_PX, ATLAS_PX), 4, dtype="f4")])
     fbo.use()
     fbo.clear(0, 0, 0, 0)
@@ -128,6 +131,7 @@ def _atlas_maps() -> tuple[np.ndarray, np.ndarray]:
         vbo.release()
         ibo.release()
     m = np.frombuffer(fbo.read(components=4, dtype="f4"), np.float32).reshape(ATLAS_PX, ATLAS_PX, 4)
+    bound.use()
     fbo.color_attachments[0].release()
     fbo.release()
     pid = np.rint(m[..., 3]).astype(np.int32)
