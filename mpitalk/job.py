@@ -470,7 +470,12 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
         track = generate.relative_to_identity(track, identity_info)
     report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
     if config.flow_bound > 0:  # did the rig's prior get moved onto the photo's face
-        report["identity"]["prior_aligned"] = bool(identity_info and "prior_align" in identity_info)
+        aligned = bool(identity_info and "prior_align" in identity_info)
+        report["identity"]["prior_aligned"] = aligned
+        if identity_info is not None and not aligned:
+            print(f"note: {o.identity}: the face rig could not be matched to this face, so the "
+                  "rig's motion is applied where the rig's features are (the expression "
+                  "follows the track less)")
     identity_report = report["identity"]
     report["track"] = {"frames": len(track), "fps": track.fps,
                        "seconds": len(track) / track.fps}

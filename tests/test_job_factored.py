@@ -114,3 +114,17 @@ def test_preview_depth_is_that_of_the_materialized_frame(job_out):
         x = cell * (1 + column)  # after the photo's column; the depth is a column's 2nd cell
         got = sheet[cell:2 * cell, x:x + cell]
         assert np.abs(got.astype(int) - want[..., None]).max() == 0
+
+
+def test_a_face_the_rig_cannot_be_matched_to_is_said_and_reported(tmp_path, monkeypatch, capsys):
+    """When MediaPipe cannot read the rig's render (prior_align.rig_landmarks gives None) the
+    job still runs, with the rig's prior as it is, and says so in its output and report."""
+    from mpitalk import prior_align
+
+    monkeypatch.setattr(prior_align, "rig_landmarks", lambda *a, **k: None)
+    out = tmp_path / "out"
+    assert render.main(["--out", str(out), "--eye-size", "96", *FAST]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["identity"]["face_found_after_crop"] is True
+    assert report["identity"]["prior_aligned"] is False
+    assert "could not be matched to this face" in capsys.readouterr().out
