@@ -29,22 +29,32 @@ class UserError(Exception):
     """An error the user caused (bad file, bad option). CLIs print it as one line and exit 1."""
 
 
-def run_cli(run: Callable[[], int | None], *, interrupted: str = "interrupted") -> int:
+def run_cli(run: Callable[[], int | None], *, interrupted: str = "interrupted",
+            prog: str | None = None, debug: bool | None = None) -> int:
     """Run a command's body the way every mpitalk command does: a :class:`UserError` becomes one
     line ``error: ...`` on stderr and exit code 1, Ctrl-C the line ``interrupted`` and 130;
-    otherwise the body's exit code (None = 0)."""
+    otherwise the body's exit code (None = 0). ``prog``: the lines start ``prog: ``.
+    ``debug`` given: any other exception is a bug, said in one line with exit code 2 (False)
+    or raised with its traceback (True)."""
+    lead = f"{prog}: " if prog else ""
     try:
         code = run()
         sys.stdout.flush()  # a closed pipe (| head) shows here, not at exit as a traceback
     except UserError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"{lead}error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+        print(f"{lead}{interrupted}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         stdout_closed_by_reader()
         return 0
+    except Exception as exc:
+        if debug is None or debug:
+            raise
+        print(f"{lead}internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with "
+              "--debug for the traceback, and please report it)", file=sys.stderr)
+        return 2
     return 0 if code is None else code
 
 

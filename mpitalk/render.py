@@ -21,7 +21,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from mpitalk import UserError, one_line, one_line_warnings, stdout_closed_by_reader
+from mpitalk import UserError, one_line_warnings, run_cli
 
 DEFAULT_OUT = "mpitalk-out"
 PROG = "mpitalk.render"
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     from mpitalk import job
 
-    try:
+    def body() -> int:
         if args.jobs is not None:
             return _batch(args)
         report = job.run_job(_options(args))
@@ -184,23 +184,10 @@ def _main(args: argparse.Namespace) -> int:
             t = report["timings_s"]
             print(f"wrote {args.out}/: {', '.join(report['outputs'])} "
                   f"({report['frames']} frames, {t['total_s']:.1f} s)")
-        sys.stdout.flush()  # a closed pipe (| head) shows here, not at exit as a traceback
-    except UserError as exc:
-        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # stdout's reader stopped (| head); the job itself is done
-        stdout_closed_by_reader()
         return 0
-    except Exception as exc:  # a bug, not a user error: say so in one line unless --debug
-        if args.debug:
-            raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with "
-              "--debug for the traceback, and please report it)", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(body, interrupted="interrupted; nothing was written", prog=PROG,
+                   debug=bool(args.debug))
 
 
 if __name__ == "__main__":

@@ -580,3 +580,30 @@ def test_is_within_follows_links_and_agrees_with_commonpath(tmp_path):
             assert atomic.is_within(p, f) == (os.path.commonpath([rp, rf]) == rf), (p, f)
     assert atomic.is_within(tmp_path / "link", tmp_path / "a")
     assert not atomic.is_within(tmp_path / "ab", tmp_path / "a")
+
+
+def test_run_cli_says_each_kind_of_failure_in_one_line(capsys):
+    """mpitalk.run_cli, shared by every command (the main job's with its name and --debug): a
+    user error exits 1, Ctrl-C 130, a bug 2 in one line unless --debug, each on one stderr line
+    led by the command's name; without debug given a bug is raised as before."""
+    from mpitalk import UserError, run_cli
+
+    def fail(exc):
+        def body():
+            raise exc
+        return body
+
+    cases = [(UserError("bad\ninput"), {}, 1, "error: bad input"),
+             (KeyboardInterrupt(), {"interrupted": "stopped"}, 130, "stopped"),
+             (ValueError("oops"), {"debug": False}, 2, "internal error: ValueError: oops")]
+    for exc, kw, code, text in cases:
+        assert run_cli(fail(exc), prog="mpitalk.x", **kw) == code
+        lines = capsys.readouterr().err.splitlines()
+        assert lines == [f"mpitalk.x: {text}"] or (code == 2 and len(lines) == 1 and
+                                                  lines[0].startswith(f"mpitalk.x: {text} ("))
+    assert run_cli(fail(UserError("plain"))) == 1
+    assert capsys.readouterr().err == "error: plain\n"
+    for kw in ({}, {"debug": True}):
+        with pytest.raises(ValueError):
+            run_cli(fail(ValueError("bug")), **kw)
+    assert run_cli(lambda: None) == 0 and run_cli(lambda: 3) == 3
