@@ -136,9 +136,9 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
     if align:
         from mpitalk import prior_align
 
-        rig_px = prior_align.rig_landmarks(values, pose, K, S)
-        if rig_px is not None:
-            info["prior_align"] = prior_align.fit(faces[0].landmarks_px, rig_px, S)
+        alignment = prior_align.photo_alignment(faces[0].landmarks_px, values, pose, K, S)
+        if alignment is not None:
+            info["prior_align"] = alignment
     return info
 
 

@@ -77,6 +77,16 @@ def fit(photo_px: np.ndarray, rig_px: np.ndarray, size: int,
     return np.stack(out).astype(np.float32)
 
 
+def photo_alignment(photo_px: np.ndarray, values: np.ndarray, pose: np.ndarray, K: np.ndarray,
+                    size: int) -> np.ndarray | None:
+    """:func:`fit` of a photo's MediaPipe landmarks ``photo_px`` (478,2) (px of its ``size`` px
+    image) against the rig's (:func:`rig_landmarks`) at the photo's blendshapes ``values`` and
+    head pose ``pose`` in the camera ``K``; None when MediaPipe cannot read the rig's render.
+    What generation fits for a photo and training for a clip's identity image."""
+    rig_px = rig_landmarks(values, pose, K, size)
+    return None if rig_px is None else fit(photo_px, rig_px, size)
+
+
 def _bilinear(field: np.ndarray, xy: np.ndarray, valid: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
     """``field`` (S,S,C) at continuous pixel positions ``xy`` (...,2) (centres at +0.5), and
@@ -107,17 +117,21 @@ def align_flow(flow_px: np.ndarray, valid: np.ndarray, alignment: np.ndarray
     """The rig's backward flow ``flow_px`` (S,S,2) px with its ``valid`` (S,S) moved onto the
     photo's face by ``alignment`` (:func:`fit`): ``(flow (S,S,2) float32 px, valid (S,S)
     bool)`` at the photo's pixels (module docstring). Batched: (B,S,S,2), (B,S,S)."""
-    flow_px, valid = np.asarray(flow_px, np.float32), np.asarray(valid, bool)
-    if flow_px.ndim == 4:
-        items = [align_flow(f, v, alignment) for f, v in zip(flow_px, valid, strict=True)]
-        return np.stack([f for f, _ in items]), np.stack([v for _, v in items])
     from mpitalk.rig import pixel_centres
 
-    S = flow_px.shape[0]
-    to_rig, to_photo = alignment[0].astype(np.float64), alignment[1].astype(np.float64)
-    r = pixel_centres(S).astype(np.float64) + to_rig
-    f, ok = _bilinear(flow_px.astype(np.float64), r, valid)
+    flow_px, valid = np.asarray(flow_px, np.float32), np.asarray(valid, bool)
+    one = flow_px.ndim == 3
+    if one:
+        flow_px, valid = flow_px[None], valid[None]
+    S = flow_px.shape[1]
+    to_rig, to_photo = np.asarray(alignment, np.float64)
+    r = pixel_centres(S).astype(np.float64) + to_rig  # the same for every frame
     base, _ = _bilinear(to_photo, r)
-    moved, _ = _bilinear(to_photo, r + f)
-    flow = np.where(ok[..., None], f + moved - base, 0.0)
-    return flow.astype(np.float32), ok
+    flows, oks = [], []
+    for f_rig, v in zip(flow_px, valid, strict=True):
+        f, ok = _bilinear(f_rig.astype(np.float64), r, v)
+        moved, _ = _bilinear(to_photo, r + f)
+        flows.append(np.where(ok[..., None], f + moved - base, 0.0).astype(np.float32))
+        oks.append(ok)
+    flows, oks = np.stack(flows), np.stack(oks)
+    return (flows[0], oks[0]) if one else (flows, oks)

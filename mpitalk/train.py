@@ -218,10 +218,9 @@ def clip_alignment(clip: dict[str, np.ndarray]) -> np.ndarray | None:
 
         S = clip["identity_rgb"].shape[0]
         faces = face.detect_faces(np.asarray(clip["identity_rgb"], np.uint8), max_faces=1)
-        rig_px = (prior_align.rig_landmarks(clip["identity_controls"], clip["identity_pose"],
-                                            clip["K"], S) if faces else None)
-        clip["prior_align"] = (None if rig_px is None
-                               else prior_align.fit(faces[0].landmarks_px, rig_px, S))
+        clip["prior_align"] = prior_align.photo_alignment(
+            faces[0].landmarks_px, clip["identity_controls"], clip["identity_pose"], clip["K"],
+            S) if faces else None
     return clip["prior_align"]
 
 
