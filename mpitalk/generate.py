@@ -196,7 +196,7 @@ def prior_conditions(expression: np.ndarray, identity_info: dict[str, np.ndarray
     pose, as the model then assumes). What a model with a flow branch reads (issue 20). With
     the identity's ``prior_align`` (:func:`identity_conditions`), the reference camera's prior is
     moved onto the photo's face (``prior_align.align_flow``); the frame's camera keeps the rig's."""
-    from mpitalk import rig
+    from mpitalk import prior_align
 
     pose_ref = reference_pose(identity_info)
     values_ref = (np.zeros(52, np.float32) if identity_info is None
@@ -204,14 +204,10 @@ def prior_conditions(expression: np.ndarray, identity_info: dict[str, np.ndarray
     expression = np.asarray(expression, np.float32)
     target_pose = np.broadcast_to(pose_ref, (len(expression), 6)) if reference \
         else expression[:, 52:]
-    flow, valid = rig.render_prior_flow(values_ref, pose_ref, expression[:, :52], target_pose,
-                                        K, size, unit="px")
-    if reference and identity_info is not None and "prior_align" in identity_info:
-        from mpitalk import prior_align
-
-        flow, valid = prior_align.align_flow(flow, valid, identity_info["prior_align"])
-    return {"prior_flow": (flow / size).astype(np.float32),
-            "prior_valid": valid.astype(np.float32)}
+    alignment = identity_info.get("prior_align") if reference and identity_info else None
+    flow, valid = prior_align.prior_flow(values_ref, pose_ref, expression[:, :52], target_pose,
+                                         K, size, alignment)
+    return {"prior_flow": flow, "prior_valid": valid.astype(np.float32)}
 
 
 def generate_frames(model, config, identity: np.ndarray, track: controls.Track, *,

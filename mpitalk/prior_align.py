@@ -135,3 +135,19 @@ def align_flow(flow_px: np.ndarray, valid: np.ndarray, alignment: np.ndarray
         oks.append(ok)
     flows, oks = np.stack(flows), np.stack(oks)
     return (flows[0], oks[0]) if one else (flows, oks)
+
+
+def prior_flow(identity_values: np.ndarray, identity_pose: np.ndarray, values: np.ndarray,
+               target_pose: np.ndarray, K: np.ndarray, size: int,
+               alignment: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``rig.render_prior_flow`` in the factored MPI's unit (crop sides), moved onto the
+    photo's face by ``alignment`` (:func:`fit`) when given: ``(flow float32, valid bool)``,
+    one frame or batched as ``rig.render_prior_flow`` takes them. What generation
+    (``generate.prior_conditions``) and training (``train.prior_flow_of``) give the model."""
+    from mpitalk import rig
+
+    flow, valid = rig.render_prior_flow(identity_values, identity_pose, values, target_pose, K,
+                                        size)
+    if alignment is not None:
+        flow, valid = align_flow(flow, valid, alignment)
+    return (flow / size).astype(np.float32), valid

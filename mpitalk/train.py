@@ -198,14 +198,13 @@ def prior_flow_of(identity_values: np.ndarray, identity_pose: np.ndarray,
     (``reference``: the frame's expression at the identity's pose) or the frame's; moved onto
     the identity image's face by ``alignment`` (``prior_align.fit``) when given, as generation
     moves a photo's (``generate.prior_conditions``)."""
-    from mpitalk import prior_align, rig
+    from mpitalk import prior_align
 
     identity_pose = np.asarray(identity_pose, np.float32)
-    flow, valid = rig.render_prior_flow(identity_values, identity_pose, values,
-                                        identity_pose if reference else pose, K, size)
-    if alignment is not None:
-        flow, valid = prior_align.align_flow(flow, valid, alignment)
-    return {"prior_flow": (flow / size).astype(np.float32), "prior_valid": valid.astype(np.uint8)}
+    flow, valid = prior_align.prior_flow(identity_values, identity_pose, values,
+                                         identity_pose if reference else pose, K, size,
+                                         alignment)
+    return {"prior_flow": flow, "prior_valid": valid.astype(np.uint8)}
 
 
 def clip_alignment(clip: dict[str, np.ndarray]) -> np.ndarray | None:
