@@ -172,6 +172,27 @@ def relative_to_identity(track: controls.Track,
     return controls.Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
 
 
+def motion_from_photo(track: controls.Track, photo_pose: np.ndarray,
+                      identity_info: dict[str, np.ndarray] | None) -> controls.Track:
+    """A track whose head poses were tracked in the photo's own footage (``photo_pose`` (6,):
+    the photo's pose there, e.g. a clip's identity frame) as poses about the pose the model is
+    told for the photo (:func:`reference_pose`) that move the head across the image exactly as
+    the footage's did. A photo fixes its scene only up to scale and the model puts the head at
+    its own depth, so frame t's motion from the photo ``M_t = head_motion(pose_t, photo_pose)``
+    has its translation scaled by ``s = tz_model / tz_photo`` (the same scene s times larger:
+    the same images) and is applied to the model's pose: ``cam_from_head(new_t) = M_t^s @
+    cam_from_head(reference)``, so ``head_motion(new_t, reference)`` is ``M_t^s``. (Adding the
+    pose differences instead moves a head at 0.6 m by what a head at 0.42 m moved.)"""
+    photo_pose = np.asarray(photo_pose, np.float32)
+    ref = reference_pose(identity_info)
+    motion = np.array(camera.head_motion(np.asarray(track.pose, np.float32), photo_pose),
+                      np.float64)
+    motion[:, :3, 3] *= float(ref[5]) / float(photo_pose[5])
+    moved = motion @ np.asarray(camera.head_pose_matrix(ref), np.float64)
+    pose = camera.head_pose_from_matrix(moved).astype(np.float32)
+    return controls.Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
+
+
 def frame_conditions(track: controls.Track, size: int, K: np.ndarray,
                      start: int, stop: int) -> dict[str, np.ndarray]:
     """Per-frame conditions for frames [start, stop): the rig's condition render and the

@@ -186,7 +186,7 @@ def test_true_identity_info_reaches_the_model(data, tmp_path, monkeypatch):
 
 def test_relative_identity_info_gives_the_motion_from_the_photo(data, tmp_path, monkeypatch):
     import mpitalk.model
-    from mpitalk import generate, synth
+    from mpitalk import camera, generate, synth
 
     seen = []
 
@@ -208,7 +208,11 @@ def test_relative_identity_info_gives_the_motion_from_the_photo(data, tmp_path, 
                                   steps=2, max_clips=1, identity_info=info, progress=False)
         runs[info] = np.concatenate([c["expression"][:, 52:] for c in seen])
     clip = synth.ClipDataset(data, "test", hide_ground_truth=False)[0]
-    want = generate.drivable_pose(clip["pose"] - clip["identity_pose"] + est_pose)
+    # each frame's motion from the photo, its translation scaled onto the model's depth
+    motion = np.array(camera.head_motion(clip["pose"], clip["identity_pose"]), np.float64)
+    motion[:, :3, 3] *= 0.6 / clip["identity_pose"][5]
+    want = generate.drivable_pose(camera.head_pose_from_matrix(
+        motion @ camera.head_pose_matrix(est_pose)))
     np.testing.assert_allclose(runs["relative"], want, atol=1e-6)
     np.testing.assert_allclose(runs["estimated"], generate.drivable_pose(clip["pose"]), atol=1e-6)
     assert not np.allclose(runs["relative"], runs["estimated"])

@@ -132,6 +132,40 @@ def test_generate_frames_keeps_the_models_mpi_and_gives_its_pose_in_the_frame(mo
         np.testing.assert_array_equal(frame_from_mpi, np.eye(4))
 
 
+def test_motion_from_photo_moves_the_head_across_the_image_as_the_footage_did():
+    from mpitalk import camera
+
+    rng = np.random.default_rng(3)
+    K = camera.intrinsics(192.0, 128, 128)
+    photo_pose = np.array([-0.06, -0.15, -0.01, -0.01, -0.02, 0.42], np.float32)  # tracked
+    pose = photo_pose + rng.normal(0, [0.1, 0.1, 0.1, 0.02, 0.02, 0.08], (5, 6))
+    track = controls.Track(np.zeros((5, 52), np.float32), pose.astype(np.float32), 25.0)
+    # what the model is told for the photo: its own depth, a misread angle and place
+    ref = np.array([-0.08, -0.09, -0.02, -0.015, -0.03, 0.6], np.float32)
+    info = {"identity_expression": np.r_[np.zeros(52), ref].astype(np.float32)}
+    out = generate.motion_from_photo(track, photo_pose, info)
+    # points of the filmed head: on a 20 cm box about its centre, in the photo's camera
+    local = rng.uniform(-0.1, 0.1, (50, 3))
+    points = local @ np.asarray(camera.head_pose_matrix(photo_pose))[:3, :3].T + photo_pose[3:]
+    s = 0.6 / 0.42  # the model's scene: the photo's, s times larger (the same image)
+
+    def pixels(M, X):
+        Y = X @ np.asarray(M, np.float64)[:3, :3].T + np.asarray(M, np.float64)[:3, 3]
+        return Y[:, :2] / Y[:, 2:] * K[0, 0] + K[0, 2]
+
+    np.testing.assert_allclose(pixels(np.eye(4), points), pixels(np.eye(4), s * points))
+    old = pose - photo_pose + ref  # adding the pose differences: not the footage's motion
+    worst_old = 0.0
+    for t in range(5):
+        filmed = pixels(camera.head_motion(pose[t], photo_pose), points)
+        made = pixels(camera.head_motion(out.pose[t], ref), s * points)
+        np.testing.assert_allclose(made, filmed, atol=1e-3)  # px
+        worst_old = max(worst_old, np.abs(pixels(camera.head_motion(old[t], ref), s * points)
+                                          - filmed).max())
+    assert worst_old > 1.0
+    np.testing.assert_array_equal(out.values, track.values)
+
+
 def test_relative_pose_moves_the_photos_pose_by_the_tracks_motion():
     pose = np.array([[0.1, 0.0, 0.0, 0.01, 0.02, 0.6],
                      [0.3, -0.2, 0.05, 0.0, 0.0, 0.62],

@@ -48,14 +48,13 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     ``relative``: instead, the track's motion about its own median is applied to the photo's
     estimated pose (``generate.relative_to_identity``: the main job's default ``pose_mode``, for
     a track filmed elsewhere)."""
-    from mpitalk import controls, generate
+    from mpitalk import generate
 
     _, K = generate.mpi_geometry(config)
     info = true_info if true_info is not None else generate.identity_conditions(
         identity, K, align=config.flow_bound > 0)
     if photo_pose is not None:
-        pose = track.pose - np.asarray(photo_pose, np.float32) + generate.reference_pose(info)
-        track = controls.Track(track.values, pose.astype(np.float32), track.fps, track.names)
+        track = generate.motion_from_photo(track, photo_pose, info)
     elif relative:
         track = generate.relative_to_identity(track, info)
     frames = list(generate.generate_frames(model, config, identity, track, seed=seed,
