@@ -46,6 +46,9 @@ CROP_SHIFT_DOWN = -0.06
 # Head rotations beyond these are clamped: an MPI made for one view cannot show much more.
 MAX_YAW_RAD = np.radians(25.0)
 MAX_PITCH_RAD = np.radians(20.0)
+# The head depths a photo-camera MPI is shown at (:func:`shown_pose`): farther only shrinks it;
+# nearer than 0.4 m would magnify planes made for a head at 0.6 m by more than 1.5x.
+SHOWN_DEPTH_M = (0.4, 1.2)
 
 
 _reproject = jax.jit(mpi.reproject)
@@ -156,19 +159,36 @@ def drivable_pose(pose: np.ndarray) -> np.ndarray:
     return pose
 
 
+def shown_pose(pose: np.ndarray) -> np.ndarray:
+    """The head poses (T,6) an MPI made in the photo's camera is rendered at: as
+    :func:`drivable_pose` (what the model is conditioned on), but with the depth only kept in
+    ``SHOWN_DEPTH_M``: a head moving away is shown moving away (an MPI moved farther off is only
+    smaller), not stopped at the conditions' 0.75 m."""
+    out = drivable_pose(pose)
+    out[:, 5] = np.clip(np.asarray(pose, np.float32)[:, 5], *SHOWN_DEPTH_M)
+    return out
+
+
 def relative_to_identity(track: controls.Track,
                          identity_info: dict[str, np.ndarray] | None) -> controls.Track:
     """The track's head motion applied to the photo's pose: each frame's yaw, pitch and roll and
     its sideways position (tx, ty) is the photo's (read by MediaPipe) plus the frame's difference
     from the track's median, so the track's typical pose (whatever angle and place it was filmed
     or exported at) shows the head as the photo does, and the track's motion moves it from
-    there. Angles add (a small-angle composition: exact for one axis at a time); the depth stays
-    the track's. Without identity info the track is unchanged."""
+    there. Angles add (a small-angle composition: exact for one axis at a time). Positions are
+    taken at the photo's scale: with ``s`` = the photo's depth / the track's median depth, the
+    depth is ``s`` times the track's and the sideways differences are ``s`` times theirs (a
+    driver filmed at 0.8 m who moves 8 cm away moves the avatar 6 cm away from its 0.6 m: the
+    same image motion). Without identity info the track is unchanged."""
     if identity_info is None:
         return track
     pose = np.array(track.pose, dtype=np.float32, copy=True)
-    photo = identity_info["identity_expression"][52:57]  # yaw, pitch, roll, tx, ty
-    pose[:, :5] += photo - np.median(pose[:, :5], axis=0)
+    photo = np.asarray(identity_info["identity_expression"][52:58], np.float32)
+    median = np.median(pose, axis=0)
+    s = photo[5] / max(float(median[5]), 1e-6)
+    pose[:, :3] += photo[:3] - median[:3]
+    pose[:, 3:5] = photo[3:5] + (pose[:, 3:5] - median[3:5]) * s
+    pose[:, 5] *= s
     return controls.Track(values=track.values, pose=pose, fps=track.fps, names=track.names)
 
 
@@ -333,7 +353,7 @@ def _generate(sample, to_dense, model, config, identity: np.ndarray, track: cont
         else:
             items = list(np.asarray(out))
         if space == "reference":
-            frame_from_mpi = camera.head_motion(cond["expression"][:, 52:],
+            frame_from_mpi = camera.head_motion(shown_pose(track.pose[start:stop]),
                                                 reference_pose(identity_info)).astype(np.float32)
         else:
             frame_from_mpi = np.broadcast_to(np.eye(4, dtype=np.float32), (n, 4, 4))

@@ -178,6 +178,49 @@ def test_relative_pose_moves_the_photos_pose_by_the_tracks_motion():
     np.testing.assert_allclose(out.pose[:, :3], want, atol=1e-6)
     want_xy = np.array([[-0.005, 0.024], [-0.015, 0.004], [0.015, -0.006]])
     np.testing.assert_allclose(out.pose[:, 3:5], want_xy, atol=1e-6)
-    np.testing.assert_array_equal(out.pose[:, 5], track.pose[:, 5])  # the depth: the track's
+    np.testing.assert_allclose(out.pose[:, 5], track.pose[:, 5], atol=1e-6)  # median at 0.6
     np.testing.assert_array_equal(out.values, track.values)
     assert generate.relative_to_identity(track, None) is track
+
+
+def test_relative_pose_takes_the_tracks_positions_at_the_photos_scale():
+    # a driver filmed at 0.8 m (median), moving 8 cm away and 2 cm sideways
+    pose = np.array([[0.0, 0.0, 0.0, 0.00, 0.0, 0.8],
+                     [0.0, 0.0, 0.0, 0.02, 0.0, 0.88],
+                     [0.0, 0.0, 0.0, 0.00, 0.0, 0.76]], np.float32)
+    track = controls.Track(np.zeros((3, 52), np.float32), pose, 25.0)
+    info = {"identity_expression": np.r_[np.zeros(52), 0.0, 0.0, 0.0, 0.01, 0.0, 0.6]}
+    out = generate.relative_to_identity(track, info)
+    np.testing.assert_allclose(out.pose[:, 5], [0.6, 0.66, 0.57], atol=1e-6)
+    np.testing.assert_allclose(out.pose[:, 3], [0.01, 0.025, 0.01], atol=1e-6)
+    # the same image: each head centre projects where the driver's did, relative to its median
+    for t in range(3):
+        np.testing.assert_allclose((out.pose[t, 3] - 0.01) / out.pose[t, 5],
+                                   pose[t, 3] / pose[t, 5], atol=1e-6)
+
+
+def test_shown_pose_lets_the_head_move_away_beyond_the_conditions_depth():
+    pose = np.array([[0.9, 0.0, 0.0, 0.2, 0.0, 0.9],
+                     [0.0, 0.0, 0.0, 0.0, 0.0, 2.0],
+                     [0.0, 0.0, 0.0, 0.0, 0.0, 0.3]], np.float32)
+    shown, cond = generate.shown_pose(pose), generate.drivable_pose(pose)
+    np.testing.assert_array_equal(shown[:, :5], cond[:, :5])  # angles, sideways: as conditioned
+    np.testing.assert_allclose(shown[:, 5], [0.9, 1.2, 0.4])
+    assert cond[0, 5] == pytest.approx(0.75)
+
+
+def test_reference_frames_are_shown_at_the_tracks_own_depth(monkeypatch):
+    from mpitalk import camera
+
+    def fake_sample(model, config, identity, cond, key, steps, sampler):
+        n, S = identity.shape[0], config.image_size
+        return np.zeros((n, config.num_planes, S, S, 4), np.float32)
+
+    monkeypatch.setattr(M, "sample_mpi", fake_sample)
+    pose = np.tile(camera.default_head_pose(), (3, 1))
+    pose[:, 5] = [0.6, 0.7, 0.9]  # the last beyond the conditions' 0.75 m
+    track = controls.Track(np.zeros((3, 52), np.float32), pose, 25.0)
+    identity = np.full((CFG.image_size, CFG.image_size, 3), 0.5, np.float32)
+    out = list(generate.generate_frames(None, CFG, identity, track, steps=1, batch_size=3))
+    moved = np.stack([p for _, p in out])
+    np.testing.assert_allclose(moved[:, 2, 3], [0.0, 0.1, 0.3], atol=1e-6)  # metres farther
