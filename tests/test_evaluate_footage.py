@@ -153,6 +153,21 @@ def test_footage_end_to_end(footage, tmp_path, monkeypatch):
     assert not list(out.glob(".*tmp*"))  # the temporary files were renamed
 
 
+def test_head_scores_see_the_head_alone(footage):
+    clip = fe.load_clips(footage, "test", S)[0]
+    real = clip.data["target_rgb"].astype(np.float32) / 255.0
+    head = (clip.data["target_alpha"] > 127)[..., None]
+    K = clip.data["K"]
+    other_background, _ = fe.self_clip(clip, np.where(head, real, 0.5), K)
+    m = other_background["model"]
+    assert m["lpips_head"] == pytest.approx(0.0, abs=1e-6) and m["lpips"] > 0.05
+    assert m["psnr_head"] > 60.0 > m["psnr"]
+    grey_head, _ = fe.self_clip(clip, np.where(head, 0.5, real), K)
+    g = grey_head["model"]
+    assert g["lpips_head"] > 0.05 and g["psnr_head"] < 20.0
+    assert g["lpips_head"] == pytest.approx(g["lpips"], abs=1e-6)  # the same images
+
+
 def test_footage_baselines_only_and_errors(footage, tmp_path, capsys):
     out = tmp_path / "eval"
     assert evaluate.main(["--footage", str(footage), "--out", str(out), "--baselines-only",

@@ -10,7 +10,10 @@ with the head: ``dataset.flat_mpi``) and the **identity image** itself, shown un
   target-view frames compared with the real ones: PSNR, SSIM, LPIPS (whole frame, and the face
   box of the real frame resized to 128 px), dlib identity distance to the identity frame,
   expression agreement (MediaPipe on the generated frames against MediaPipe on the real ones:
-  ``scores.expression_agreement``), MediaPipe's face-found rate and flicker on the head mask.
+  ``scores.expression_agreement``), MediaPipe's face-found rate and flicker on the head mask;
+  and PSNR and LPIPS of the head alone (``psnr_head``; ``lpips_head``: the real frame's own
+  background pasted around the generated head), since in video the background stays still
+  while an MPI made in the identity's camera moves all of its planes with the head.
 - *Cross-reenactment*: each test clip's identity frame and a photo (``data/identity.png``)
   driven by the other test clips' tracks and by a driving track (``data/default_track.csv``),
   through the main job's path (``generate.relative_to_identity``, default sampler steps) with
@@ -52,7 +55,8 @@ from mpitalk.evaluate.scores import (
 )
 
 METHODS = ("model", "flat", "identity_image")
-SELF_METRICS = ("psnr", "ssim", "lpips", "face_lpips", "identity_distance", "expr_corr",
+SELF_METRICS = ("psnr", "ssim", "lpips", "face_lpips", "psnr_head", "lpips_head",
+                "identity_distance", "expr_corr",
                 "amplitude", "face_found", "flicker")
 CROSS_METRICS = ("expr_corr", "amplitude", "identity_distance", "identity_same", "face_found",
                  "sharpness")
@@ -214,10 +218,13 @@ def self_clip(clip: FootageClip, model_rgb: np.ndarray | None, K: np.ndarray
         r = {"psnr": float(np.mean(metrics.psnr(rgb, real))),
              "ssim": float(np.mean(metrics.ssim(rgb, real))),
              "lpips": float(np.mean(metrics.lpips(rgb, real))),
-             "face_lpips": math.nan}
+             "face_lpips": math.nan, "psnr_head": math.nan, "lpips_head": math.nan}
         if mask is not None:  # the head alone (the real background stays still, an MPI's moves)
-            r["psnr_head"] = metrics.nanmean(np.atleast_1d(metrics.psnr(rgb, real,
-                                                                        mask=mask > 127)))
+            head = mask > 127
+            r["psnr_head"] = metrics.nanmean(np.atleast_1d(metrics.psnr(rgb, real, mask=head)))
+            # LPIPS with the real background pasted around the generated head: the same context
+            r["lpips_head"] = float(np.mean(metrics.lpips(np.where(head[..., None], rgb, real),
+                                                          real)))
         if real_faces is not None:
             gen_faces = np.stack([crop_resized(rgb[t], boxes[t], FACE_CROP_PX) for t in with_box])
             r["face_lpips"] = float(np.mean(metrics.lpips(gen_faces, real_faces)))

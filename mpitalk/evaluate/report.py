@@ -304,6 +304,8 @@ FOOTAGE_SELF_ROWS: tuple[tuple[str, str, str], ...] = (
     ("ssim", "SSIM vs the real frames", "high"),
     ("lpips", "LPIPS vs the real frames", "low"),
     ("face_lpips", "LPIPS of the face box (128 px)", "low"),
+    ("psnr_head", "PSNR on the head mask (dB)", "high"),
+    ("lpips_head", "LPIPS, the real background around the head", "low"),
     ("identity_distance", "dlib distance to the identity frame (< 0.6 same)", "low"),
     ("expr_corr", "expression correlation with the real frames", "high"),
     ("amplitude", "expression amplitude / the real frames'", "1"),
