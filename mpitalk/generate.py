@@ -111,8 +111,8 @@ def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
     return np.asarray(out, dtype=np.float32)[..., :3] / 255.0
 
 
-def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
-                        ) -> dict[str, np.ndarray] | None:
+def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False,
+                        values: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
     """What the model may know about the identity image: its blendshapes and head pose read by
     MediaPipe (rotation; the sideways position from the landmarks, ``face.head_offset``; the
     default depth), and the rig's condition render of them. None when no face is found
@@ -120,7 +120,9 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
     ``align`` (for a model with a flow branch): also ``prior_align``, the 2-D correspondence
     between the photo's face and the rig's at that expression and pose
     (``prior_align.fit``), which moves the rig's prior flow onto the photo's features; absent
-    when MediaPipe cannot read the rig's render."""
+    when MediaPipe cannot read the rig's render. ``values`` (52,): blendshapes to take for the
+    photo instead of MediaPipe's reading (the evaluation's ``relative_true_expression``: a
+    synthetic identity's own, where MediaPipe misreads cartoon brows); the pose is still read."""
     from mpitalk import face, rig
 
     S = identity.shape[0]
@@ -132,7 +134,7 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
     pose[:3] = faces[0].pose[:3]
     pose[3:5] = face.head_offset(faces[0], K)  # sideways position from the landmarks
     pose = drivable_pose(pose[None])[0]
-    values = np.clip(faces[0].blendshapes, 0, 1).astype(np.float32)
+    values = np.clip(faces[0].blendshapes if values is None else values, 0, 1).astype(np.float32)
     render = rig.render_condition(values, pose, K, S).astype(np.float32) / 255.0
     info = {"identity_cond": render,
             "identity_expression": np.concatenate([values, pose]).astype(np.float32)}

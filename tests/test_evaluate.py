@@ -199,15 +199,27 @@ def test_relative_identity_info_gives_the_motion_from_the_photo(data, tmp_path, 
     est = {"identity_cond": np.zeros((32, 32, 4), np.float32),
            "identity_expression": np.r_[np.zeros(52), est_pose].astype(np.float32)}
     monkeypatch.setattr(mpitalk.model, "sample_mpi", recording)
-    monkeypatch.setattr(generate, "identity_conditions", lambda identity, K, align=False: est)
+    given = []
+
+    def estimate(identity, K, align=False, values=None):
+        given.append(values)
+        return est
+
+    monkeypatch.setattr(generate, "identity_conditions", estimate)
     config = mpitalk.model.micro()
     runs = {}
-    for info in ("estimated", "relative"):
+    for info in ("estimated", "relative", "relative_true_expression"):
         seen.clear()
+        given.clear()
         evaluate.evaluate_dataset(data, "test", tmp_path / info, model=object(), config=config,
                                   steps=2, max_clips=1, identity_info=info, progress=False)
         runs[info] = np.concatenate([c["expression"][:, 52:] for c in seen])
+        runs[info + "_values"] = given[0]
     clip = synth.ClipDataset(data, "test", hide_ground_truth=False)[0]
+    assert runs["relative_values"] is None  # MediaPipe's reading
+    np.testing.assert_array_equal(runs["relative_true_expression_values"],
+                                  clip["identity_controls"])  # the dataset's own
+    np.testing.assert_array_equal(runs["relative_true_expression"], runs["relative"])
     # each frame's motion from the photo, its translation scaled onto the model's depth
     motion = np.array(camera.head_motion(clip["pose"], clip["identity_pose"]), np.float64)
     motion[:, :3, 3] *= 0.6 / clip["identity_pose"][5]

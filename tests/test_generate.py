@@ -224,3 +224,18 @@ def test_reference_frames_are_shown_at_the_tracks_own_depth(monkeypatch):
     out = list(generate.generate_frames(None, CFG, identity, track, steps=1, batch_size=3))
     moved = np.stack([p for _, p in out])
     np.testing.assert_allclose(moved[:, 2, 3], [0.0, 0.1, 0.3], atol=1e-6)  # metres farther
+
+
+def test_identity_conditions_take_given_blendshapes_and_still_read_the_pose():
+    from mpitalk import data_dir
+
+    S = 128
+    K = np.array([[1.5 * S, 0, S / 2], [0, 1.5 * S, S / 2], [0, 0, 1]], np.float32)
+    photo = generate.prepare_identity(str(data_dir() / "identity.png"), S)
+    read = generate.identity_conditions(photo, K)
+    mine = np.full(52, 0.25, np.float32)
+    given = generate.identity_conditions(photo, K, values=mine)
+    np.testing.assert_array_equal(given["identity_expression"][:52], mine)
+    np.testing.assert_array_equal(given["identity_expression"][52:],
+                                  read["identity_expression"][52:])
+    assert not np.array_equal(given["identity_cond"], read["identity_cond"])  # rig re-posed

@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the identity image's head pose and expression: estimated by MediaPipe "
                         "(as the main job does); estimated, with the frames' head poses given as "
                         "motion from the photo's (relative: as the main job applies a track); "
-                        "or the dataset's true ones (as the flat baseline uses)")
+                        "relative with the photo's true blendshapes (relative_true_expression: "
+                        "MediaPipe misreads synthetic heads' brows); or the dataset's true ones "
+                        "(as the flat baseline uses)")
     p.add_argument("--chamfer-every", type=int, default=4,
                    help="Chamfer distance on every N-th frame (point clouds are slow)")
     p.add_argument("--baselines-only", action="store_true",

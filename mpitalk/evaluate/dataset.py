@@ -153,8 +153,9 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
     details.json and report.html. Returns the metrics.json content. ``identity_info``:
     ``estimated`` reads the identity image's head pose and expression with MediaPipe, as the
     main job does; ``relative`` the same, with the frames' head poses given as motion from the
-    photo's (``generation.IDENTITY_INFO``); ``true`` gives the model the dataset's (as the flat
-    baseline has them)."""
+    photo's (``generation.IDENTITY_INFO``); ``relative_true_expression`` as ``relative`` with
+    the photo's true blendshapes; ``true`` gives the model the dataset's (as the flat baseline
+    has them)."""
     from tqdm import tqdm
 
     from mpitalk import controls, synth
@@ -199,10 +200,13 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                                 f"the model makes {S} px; generate data with --size {S}")
             track = controls.Track(clip["controls"], clip["pose"], fps)
             true_info = synth.true_identity_info(clip) if identity_info == "true" else None
-            photo_pose = clip["identity_pose"] if identity_info == "relative" else None
+            relative = identity_info.startswith("relative")
+            photo_pose = clip["identity_pose"] if relative else None
+            photo_values = (clip["identity_controls"]
+                            if identity_info == "relative_true_expression" else None)
             mpis, mpi_poses = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]),
                                             track, steps, seed, batch_size, space, true_info,
-                                            photo_pose)
+                                            photo_pose, photo_values=photo_values)
         res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every,
                                     mpi_poses)
         frames_per_clip = len(clip["controls"])
