@@ -57,6 +57,16 @@ def save(path: str | Path, config, model: nnx.Module, *, step: int | None = None
     return path
 
 
+def save_derived(path: str | Path, config, model: nnx.Module, source: str | Path, what: str,
+                 prefix: str = "") -> str:
+    """:func:`save` a model a script made from the checkpoint ``source``: its step kept, and the
+    note ``"[prefix ]SOURCE (step N) WHAT"``. Returns the note."""
+    step = read_meta(Path(source)).get("step")
+    note = f"{prefix}{' ' if prefix else ''}{source} (step {'?' if step is None else step}) {what}"
+    save(path, config, model, step=step, note=note)
+    return note
+
+
 def read_meta(path: Path) -> dict:
     """The checkpoint's JSON, checked: a one-line UserError if missing, unreadable or unknown."""
     meta_path = path / META_FILE

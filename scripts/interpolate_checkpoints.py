@@ -14,7 +14,6 @@ stay the tuned model's. The configuration and the step are the tuned model's.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import jax.numpy as jnp
 from flax import nnx
@@ -60,11 +59,10 @@ def main(argv=None) -> int:
     _, base = checkpoint.load(a.base)
     config, tuned = checkpoint.load(a.tuned)
     missing = interpolate(base, tuned, a.alpha, tuple(a.keep))
-    meta = checkpoint.read_meta(Path(a.tuned))
-    note = (f"{a.alpha:g} x {a.base} + {1 - a.alpha:g} x {a.tuned} (step {meta.get('step', '?')})"
-            f" by scripts/interpolate_checkpoints.py; kept: {', '.join(a.keep) or 'none'}; "
-            f"scaled from zero: {', '.join(missing) or 'none'}")
-    checkpoint.save(a.out, config, tuned, step=meta.get("step"), note=note)
+    note = checkpoint.save_derived(
+        a.out, config, tuned, a.tuned,
+        f"as {1 - a.alpha:g} of it + {a.alpha:g} x {a.base} by scripts/interpolate_checkpoints.py;"
+        f" kept: {', '.join(a.keep) or 'none'}; scaled from zero: {', '.join(missing) or 'none'}")
     print(f"wrote {a.out} ({note})")
     return 0
 

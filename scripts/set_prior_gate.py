@@ -13,7 +13,6 @@ every other weight, the configuration and the step, and says so in the checkpoin
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mpitalk import checkpoint
 from mpitalk.model.heads import PRIOR_GATE_SCALE
@@ -31,11 +30,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"{a.checkpoint}: no flow branch, so no prior gate to set")
     old = float(model.heads.gate())
     model.heads.prior_gate[...] = model.heads.prior_gate[...] * 0 + a.gate / PRIOR_GATE_SCALE
-    meta = checkpoint.read_meta(Path(a.checkpoint))
-    note = (f"{a.note}{' ' if a.note else ''}{a.checkpoint} (step {meta.get('step', '?')}) "
-            f"with its prior gate set from {old:.4f} to {a.gate:g} by "
-            f"scripts/set_prior_gate.py; every other weight unchanged")
-    checkpoint.save(a.out, config, model, step=meta.get("step"), note=note)
+    checkpoint.save_derived(a.out, config, model, a.checkpoint,
+                            f"with its prior gate set from {old:.4f} to {a.gate:g} by "
+                            "scripts/set_prior_gate.py; every other weight unchanged", a.note)
     print(f"gate {old:.4f} -> {float(model.heads.gate()):.4f}: wrote {a.out}")
     return 0
 

@@ -64,7 +64,9 @@ def test_alpha_zero_is_the_tuned_model_and_the_script_writes_a_loadable_checkpoi
     for p, v in got.items():
         if p in want:
             np.testing.assert_allclose(v, want[p], rtol=1e-6, atol=1e-7)
-    assert "interpolate_checkpoints" in checkpoint.read_meta(tmp_path / "mix")["note"]
+    meta = checkpoint.read_meta(tmp_path / "mix")
+    assert meta["step"] == 7 and "(step 7)" in meta["note"]  # the tuned model's
+    assert "interpolate_checkpoints" in meta["note"]
     with pytest.raises(SystemExit, match="alpha"):
         interp.main(["--base", "a", "--tuned", "b", "--alpha", "1.5", "--out", "c"])
 
