@@ -181,13 +181,14 @@ def relative_to_identity(track: controls.Track,
     taken at the photo's scale: with ``s`` = the photo's depth / the track's median depth, the
     depth is ``s`` times the track's and the sideways differences are ``s`` times theirs (a
     driver filmed at 0.8 m who moves 8 cm away moves the avatar 6 cm away from its 0.6 m: the
-    same image motion). Without identity info the track is unchanged."""
+    same image motion; a track whose median depth is not in front of the camera, > 5 cm, keeps
+    its positions). Without identity info the track is unchanged."""
     if identity_info is None:
         return track
     pose = np.array(track.pose, dtype=np.float32, copy=True)
     photo = np.asarray(identity_info["identity_expression"][52:58], np.float32)
     median = np.median(pose, axis=0)
-    s = photo[5] / max(float(median[5]), 1e-6)
+    s = photo[5] / median[5] if median[5] > 0.05 else np.float32(1.0)
     pose[:, :3] += photo[:3] - median[:3]
     pose[:, 3:5] = photo[3:5] + (pose[:, 3:5] - median[3:5]) * s
     pose[:, 5] *= s

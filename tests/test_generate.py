@@ -199,6 +199,17 @@ def test_relative_pose_takes_the_tracks_positions_at_the_photos_scale():
                                    pose[t, 3] / pose[t, 5], atol=1e-6)
 
 
+def test_relative_pose_of_a_track_at_zero_depth_keeps_its_positions():
+    pose = np.zeros((3, 6), np.float32)
+    pose[:, 3] = [0.0, 0.01, 0.02]
+    track = controls.Track(np.zeros((3, 52), np.float32), pose, 25.0)
+    info = {"identity_expression": np.r_[np.zeros(52), 0.0, 0.0, 0.0, 0.0, 0.0, 0.6]}
+    out = generate.relative_to_identity(track, info)
+    np.testing.assert_allclose(out.pose[:, 3], [-0.01, 0.0, 0.01], atol=1e-7)
+    np.testing.assert_array_equal(out.pose[:, 5], 0.0)
+    assert np.all(np.isfinite(out.pose))
+
+
 def test_shown_pose_lets_the_head_move_away_beyond_the_conditions_depth():
     pose = np.array([[0.9, 0.0, 0.0, 0.2, 0.0, 0.9],
                      [0.0, 0.0, 0.0, 0.0, 0.0, 2.0],
