@@ -150,7 +150,8 @@ def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
     """Global sample ``n``: a random clip (uniform over ``clips``, or drawn by a :class:`Mix`'s
     weights), frame and previous frame, with random drops. ``loss_mask`` (S,S) uint8: where the
     reference-camera render is compared (255 everywhere for synthetic clips, whose backdrop
-    moves with the head; the head mask for clips from video, whose background stays still)."""
+    moves with the head; the head mask for clips from video, whose background stays still,
+    unless ``config.video_full_frame_loss``)."""
     rng = np.random.default_rng((config.seed, n))
     clip = clips.draw(rng) if isinstance(clips, Mix) else clips[rng.integers(len(clips))]
     T = clip["target_rgb"].shape[0]
@@ -183,7 +184,8 @@ def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
         "has_prev": np.float32(has_prev),
         "target": clip["target_rgb"][t],
         "tgt_from_ref": tgt_from_ref.astype(np.float32),
-        "loss_mask": (clip["head_mask"][t] if "head_mask" in clip
+        "loss_mask": (clip["head_mask"][t]
+                      if "head_mask" in clip and not config.video_full_frame_loss
                       else np.full(clip["target_rgb"].shape[1:3], 255, np.uint8)),
     }
 

@@ -1,5 +1,6 @@
 """Training: one step of a reduced config, sharded == single-device, exact resume, export."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -257,6 +258,8 @@ def test_loss_mask_reaches_the_reference_loss_only():
     assert batch["loss_mask"].shape == (4, 32, 32)
     assert set(np.unique(batch["loss_mask"])) == {0, 255}
     assert (train.make_sample(train.fake_clips(1, 32, 3), CFG, 0)["loss_mask"] == 255).all()
+    whole = dataclasses.replace(CFG, video_full_frame_loss=True)
+    assert all((train.make_sample(clips, whole, k)["loss_mask"] == 255).all() for k in range(4))
     model = M.MPIModel(CFG, rngs=nnx.Rngs(0))
     key = jax.random.key(3)
     out = {}

@@ -65,6 +65,9 @@ class Config:
     freeze_flow_residual: bool = False  # the colour branch's learned flow layer
     # (heads.flow) is not stepped: from a model whose layer is zero the flow stays the gated
     # rig prior alone, while the gate, the paint and everything else train
+    video_full_frame_loss: bool = False  # compare clips from video over the whole frame in
+    # the reference camera, not only on the head mask: their background stays still while the
+    # MPI moves with the head, which pulls it towards the head's depth (where it moves least)
     p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
     seed: int = 0  # seed of parameters, noise and data order
     checkpoint_every: int = 500  # steps between training checkpoints
