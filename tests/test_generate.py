@@ -238,10 +238,10 @@ def test_reference_frames_are_shown_at_the_tracks_own_depth(monkeypatch):
 
 
 def test_identity_conditions_take_given_blendshapes_and_still_read_the_pose():
-    from mpitalk import data_dir
+    from mpitalk import camera, data_dir
 
     S = 128
-    K = np.array([[1.5 * S, 0, S / 2], [0, 1.5 * S, S / 2], [0, 0, 1]], np.float32)
+    K = camera.intrinsics(1.5 * S, S, S)
     photo = generate.prepare_identity(str(data_dir() / "identity.png"), S)
     read = generate.identity_conditions(photo, K)
     mine = np.full(52, 0.25, np.float32)
