@@ -275,8 +275,32 @@ class GLRenderer:
         self.depths = np.zeros(0)
         self.K_src = np.eye(3)
         self.frame_from_mpi = np.eye(4)
+        # the world backdrop (set_backdrop): a one-plane renderer of its own, drawn first
+        self._backdrop: GLRenderer | None = None
+        self._back_planes = 0  # planes of each MPI (from the farthest) it replaces
 
     # ---- upload --------------------------------------------------------------------------
+
+    def set_backdrop(self, backdrop: np.ndarray | None, depth_m: float = 1.0,
+                     K_src: np.ndarray | None = None, back_planes: int = 0) -> None:
+        """Show every MPI set from now on over a world backdrop (:mod:`mpitalk.backdrop`):
+        ``backdrop`` (P,P,3) uint8 or float in [0,1], an opaque plane at ``depth_m`` in the
+        frame's camera with intrinsics ``K_src`` (at P px), drawn at each view's pose alone (a
+        frame's ``frame_from_mpi`` does not move it); the first ``back_planes`` planes of each
+        MPI are not drawn. The JAX twin: ``mpi.over`` of the head planes' render over the
+        backdrop's. None: no backdrop (each MPI drawn whole, the default)."""
+        from mpitalk.backdrop import backdrop_mpi
+
+        if backdrop is None:
+            if self._backdrop is not None:
+                self._backdrop.release()
+            self._backdrop, self._back_planes = None, 0
+            return
+        rgba, depths = backdrop_mpi(backdrop, depth_m)
+        if self._backdrop is None:
+            self._backdrop = GLRenderer(*self.size, ctx=self.ctx)
+        self._backdrop.set_mpi(rgba, depths, K_src)
+        self._back_planes = int(back_planes)
 
     def set_mpi(self, rgba: np.ndarray, depths: np.ndarray, K_src: np.ndarray,
                 frame_from_mpi: np.ndarray | None = None) -> None:
@@ -289,6 +313,9 @@ class GLRenderer:
         if C != 4 or not 1 <= D <= MAX_PLANES:
             raise ValueError(f"rgba must be (D<={MAX_PLANES},H,W,4), got {rgba.shape}")
         straight = to_u8(rgba)  # premultiplied per bilinear tap in the shader
+        if self._back_planes:  # replaced by the world backdrop
+            straight = straight.copy()
+            straight[:self._back_planes, ..., 3] = 0
         self._atlas(D, H, W)
         for i in range(D):
             x, y = self._cell_origin(i)
@@ -364,6 +391,9 @@ class GLRenderer:
         alpha8, blend8, color8 = (to_u8(np.asarray(fields[k])) for k in ("alpha", "blend",
                                                                            "color"))
         flow = np.ascontiguousarray(np.asarray(fields["flow"], np.float32))
+        if self._back_planes:  # replaced by the world backdrop
+            alpha8 = alpha8.copy()
+            alpha8[:self._back_planes] = 0
         D, S, _ = alpha8.shape
         G = flow.shape[0]
         if not 1 <= D <= MAX_PLANES or blend8.shape != (D, S, S) or color8.shape != (S, S, 3) \
@@ -567,6 +597,19 @@ class GLRenderer:
         # our own state: the context may be shared (rig renders, the viewer's text overlay)
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
         self.ctx.enable(moderngl.PROGRAM_POINT_SIZE)  # mpi.vert sets gl_PointSize = TILE
+        if self._backdrop is not None:
+            # the world backdrop first (at each view's own pose), then the head planes over it:
+            # the shader's output is premultiplied, so "over" is (ONE, ONE_MINUS_SRC_ALPHA)
+            self._backdrop._draw_into(fbo, views, layout, w, h)
+            self.ctx.enable(moderngl.BLEND)
+            self.ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
+        self._draw_into(fbo, views, layout, w, h)
+        self.ctx.disable(moderngl.BLEND)
+        return fbo
+
+    def _draw_into(self, fbo: moderngl.Framebuffer, views: Sequence[View], layout: str,
+                   w: int, h: int) -> None:
+        """Draw this renderer's MPI for each view into ``fbo`` (bound, cleared, state set)."""
         fields = self._mode == "fields"
         if fields:  # the textures' own bilinear, edge-clamped filtering is the upsampling
             for unit, name in enumerate(("ab", "color", "flow")):
@@ -599,7 +642,6 @@ class GLRenderer:
                     self._vaos[kind].render(prim, vertices=vertices, instances=len(inst))
         if not fields:
             self.sampler.clear(0)
-        return fbo
 
     def render_views(self, views: Sequence[View], layout: str = "sbs",
                      size: tuple[int, int] | None = None, dtype: str = "f4") -> np.ndarray:
@@ -648,6 +690,7 @@ class GLRenderer:
                 obj.release()
         self._fbos, self._vaos, self._tiles, self._field_tex = {}, {}, {}, {}
         self._photo_tex, self._photo_key, self._mode = None, None, None
+        self.set_backdrop(None)
 
 
 def to_u8(rgba: np.ndarray) -> np.ndarray:

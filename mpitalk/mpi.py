@@ -264,6 +264,16 @@ def render(rgba: jax.Array, depths: jax.Array, K_src: jax.Array, tgt_from_src: j
                     general, None)
 
 
+def over(front: RenderOut, back: RenderOut) -> RenderOut:
+    """``front`` composited over ``back`` (two renders of one view, ``front`` nearer
+    everywhere): premultiplied colour and alpha by the over operator; the depth is the
+    alpha-weighted mean of the two."""
+    keep = 1.0 - front.alpha
+    alpha = front.alpha + keep * back.alpha
+    depth = (front.alpha * front.depth + keep * back.alpha * back.depth) / jnp.maximum(alpha, _EPS)
+    return RenderOut(front.rgb + keep[..., None] * back.rgb, alpha, depth)
+
+
 def render_many(rgba: jax.Array, depths: jax.Array, K_src: jax.Array, tgt_from_src: jax.Array,
                 K_tgt: jax.Array | None = None, hw: tuple[int, int] | None = None) -> RenderOut:
     """Render one MPI to many poses (N,4,4) -> RenderOut with a leading N axis.

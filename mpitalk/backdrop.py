@@ -1,0 +1,148 @@
+"""The world backdrop: what lies behind the head stays where it is while the head moves.
+
+An MPI made in the photo's camera is shown at each frame's head pose (``frame_from_mpi``, the
+head's motion from the photo). Moved whole, its far planes -- the room behind the person --
+swing with the head, most of all the farthest (a 10 degree turn about a head at 0.6 m moves a
+backdrop at 1.1 m by 9 cm). In a real video the room stays still. So the sequence gets one
+**backdrop** for all its frames: the photo with the person taken out and the hole filled
+(:func:`estimate`), an opaque plane at the MPI's far depth, fixed in the frame's camera (the
+world). Each frame then shows only its **head planes** (nearer than ``split_m``; the person:
+face, hair, neck and shoulders) at the head's pose, composited over that backdrop
+(:func:`mpitalk.mpi.over`); its back planes are dropped (:func:`without_back`).
+
+The hole is where the head planes cover the photo in the photo's own camera (the MPI seen from
+where it was made: no warp), grown a little, and filled by pull-push interpolation (Gortler et
+al. 1996, "The Lumigraph", sec. 3.4.2: average down a pyramid over the known pixels, then fill
+each level's unknown pixels from the coarser one): smooth, and only ever seen in the thin
+slivers a moving head uncovers.
+
+A synthetic dataset's backdrop moves with its head (docs/dataset.md: one rigid transform per
+image), so its evaluation renders frames whole (``static=False``), as its ground truth was made.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPLIT_M = 0.85  # planes at or beyond this depth (metres, photo camera) are the room, not the head
+HEAD_COVER = 0.3  # head-plane coverage above which the photo shows the person, not the room
+GROW = 1.0 / 64  # the hole is grown by this fraction of the image side (2 px at 128)
+
+
+def back_planes(depths: np.ndarray, split_m: float = SPLIT_M) -> int:
+    """How many planes (from index 0, the farthest) lie at or beyond ``split_m``: at least the
+    far plane, and never all of them."""
+    depths = np.asarray(depths, np.float64)
+    return int(np.clip(np.sum(depths >= split_m), 1, len(depths) - 1))
+
+
+def without_back(alpha: np.ndarray, k: int) -> np.ndarray:
+    """Plane alphas (D,...) with the first ``k`` (the back planes) transparent."""
+    out = np.array(alpha, copy=True)
+    out[:k] = 0
+    return out
+
+
+def head_cover(alpha: np.ndarray, k: int) -> np.ndarray:
+    """(H,W) opacity of the head planes ``alpha[k:]`` (D,H,W) seen from the MPI's own camera:
+    ``1 - prod_i (1 - a_i)`` (the over operator's accumulated alpha, no warp)."""
+    a = np.clip(np.asarray(alpha, np.float64)[k:], 0.0, 1.0)
+    return (1.0 - np.prod(1.0 - a, axis=0)).astype(np.float32)
+
+
+def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of ``mask`` (H,W) by a (2r+1)^2 square."""
+    out = mask.copy()
+    H, W = mask.shape
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            src = mask[max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)]
+            out[max(0, dy):H - max(0, -dy), max(0, dx):W - max(0, -dx)] |= src
+    return out
+
+
+def pull_push(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``image`` (H,W,C) with its unknown pixels (``known`` False) filled by pull-push: each
+    coarser level is the 2x2 mean of the known pixels below it, and a pixel unknown on one level
+    takes the bilinear value of the next coarser. Known pixels are returned unchanged."""
+    img = np.asarray(image, np.float64)
+    w = np.asarray(known, np.float64)
+    if w.all() or not w.any():
+        return img.astype(np.float32)
+    H, W = w.shape
+    if min(H, W) <= 1:
+        return np.broadcast_to(
+            (img * w[..., None]).sum((0, 1)) / w.sum(), img.shape).astype(np.float32)
+    h2, w2 = (H + 1) // 2, (W + 1) // 2
+    pad = ((0, 2 * h2 - H), (0, 2 * w2 - W))
+    wp = np.pad(w, pad)
+    ip = np.pad(img * w[..., None], pad + ((0, 0),))
+    ws = wp.reshape(h2, 2, w2, 2).sum((1, 3))
+    s = ip.reshape(h2, 2, w2, 2, -1).sum((1, 3))
+    coarse = pull_push(s / np.maximum(ws, 1e-12)[..., None], ws > 0)
+    # bilinear upsampling: fine pixel centre (i + 0.5) lies at coarse (i + 0.5) / 2 - 0.5
+    def axis(n_fine: int, n_coarse: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.clip((np.arange(n_fine) + 0.5) / 2 - 0.5, 0, n_coarse - 1)
+        i0 = np.floor(x).astype(int)
+        i1 = np.minimum(i0 + 1, n_coarse - 1)
+        return i0, i1, x - i0
+    y0, y1, fy = axis(H, h2)
+    x0, x1, fx = axis(W, w2)
+    top = coarse[y0][:, x0] * (1 - fx)[None, :, None] + coarse[y0][:, x1] * fx[None, :, None]
+    bot = coarse[y1][:, x0] * (1 - fx)[None, :, None] + coarse[y1][:, x1] * fx[None, :, None]
+    up = top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
+    return np.where(known[..., None], img, up).astype(np.float32)
+
+
+def estimate(photo: np.ndarray, cover: np.ndarray, threshold: float = HEAD_COVER,
+             grow: float = GROW) -> np.ndarray:
+    """The backdrop (P,P,3) float32: ``photo`` (P,P,3) in [0,1] (or uint8) where the head planes'
+    coverage ``cover`` (S,S) in the photo's camera (:func:`head_cover`) is at most ``threshold``;
+    inside that region, grown by ``grow`` of the side, the room filled by :func:`pull_push` at
+    the coverage's resolution S and upsampled (bilinear) to P."""
+    photo = np.asarray(photo)
+    photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 \
+        else photo.astype(np.float32)
+    P = photo.shape[0]
+    S = cover.shape[0]
+    hole = _grow(np.asarray(cover) > threshold, max(1, int(round(grow * S))))
+    small = _resize(photo, S)
+    filled = pull_push(small, ~hole)
+    if P == S:
+        return np.where(hole[..., None], filled, photo)
+    hole_p = _resize(hole.astype(np.float32)[..., None], P)[..., 0]  # soft edge at P
+    return (hole_p[..., None] * _resize(filled, P) + (1 - hole_p[..., None]) * photo).astype(
+        np.float32)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """(n,n,C) -> (size,size,C) float32: area mean when shrinking by an integer factor, else
+    bilinear (pixel centres aligned)."""
+    n = image.shape[0]
+    if n == size:
+        return np.asarray(image, np.float32)
+    if n > size and n % size == 0:
+        f = n // size
+        return np.asarray(image, np.float32).reshape(size, f, size, f, -1).mean((1, 3))
+    x = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+    i0 = np.floor(x).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    f = (x - i0).astype(np.float32)
+    img = np.asarray(image, np.float32)
+    rows = img[i0] * (1 - f)[:, None, None] + img[i1] * f[:, None, None]
+    return rows[:, i0] * (1 - f)[None, :, None] + rows[:, i1] * f[None, :, None]
+
+
+def backdrop_mpi(backdrop: np.ndarray, far_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The backdrop as a one-plane opaque MPI: (rgba (1,P,P,4), depths (1,))."""
+    b = np.asarray(backdrop)
+    b = b.astype(np.float32) / 255.0 if b.dtype == np.uint8 else b.astype(np.float32)
+    rgba = np.concatenate([b, np.ones(b.shape[:2] + (1,), np.float32)], -1)[None]
+    return rgba, np.array([far_m], np.float32)
+
+
+def scaled_K(K: np.ndarray, from_px: int, to_px: int) -> np.ndarray:
+    """Intrinsics of an image of ``from_px`` resized to ``to_px`` (same field of view)."""
+    out = np.array(K, np.float64, copy=True)
+    out[:2] *= to_px / from_px
+    return out.astype(np.float32)
