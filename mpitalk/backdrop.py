@@ -22,6 +22,9 @@ image), so its evaluation renders frames whole (``static=False``), as its ground
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
 SPLIT_M = 0.85  # planes at or beyond this depth (metres, photo camera) are the room, not the head
@@ -146,3 +149,19 @@ def scaled_K(K: np.ndarray, from_px: int, to_px: int) -> np.ndarray:
     out = np.array(K, np.float64, copy=True)
     out[:2] *= to_px / from_px
     return out.astype(np.float32)
+
+
+def from_first_frame(frames: Iterable[tuple[dict, np.ndarray]], photo: np.ndarray,
+                     depths: np.ndarray, split_m: float = SPLIT_M
+                     ) -> tuple[np.ndarray, int, Iterator[tuple[dict, np.ndarray]]]:
+    """For a stream of factored frames ``(fields, frame_from_mpi)`` (``generate_fields``):
+    ``(backdrop (P,P,3) float32, back_planes, the same stream)``, the backdrop estimated from
+    the first frame's head planes over ``photo`` (P,P,3). Only the first frame is taken early."""
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise ValueError("no frames to make a backdrop from") from None
+    k = back_planes(depths, split_m)
+    image = estimate(photo, head_cover(first[0]["alpha"], k))
+    return image, k, itertools.chain([first], it)

@@ -302,6 +302,15 @@ class GLRenderer:
         self._backdrop.set_mpi(rgba, depths, K_src)
         self._back_planes = int(back_planes)
 
+    def use_backdrop_of(self, seq) -> None:
+        """Show the frames of ``seq`` (an ``mpi_io.MPISequence``) over its world backdrop when
+        it has one (``seq.backdrop_plane()``), else whole; call before uploading its frames."""
+        plane = seq.backdrop_plane() if seq.factored else None
+        if plane is None:
+            self.set_backdrop(None)
+        else:
+            self.set_backdrop(*plane)
+
     def set_mpi(self, rgba: np.ndarray, depths: np.ndarray, K_src: np.ndarray,
                 frame_from_mpi: np.ndarray | None = None) -> None:
         """Upload an MPI: ``rgba`` (D,H,W,4) straight alpha, back to front, float in [0,1] or

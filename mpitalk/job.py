@@ -51,6 +51,7 @@ MAX_SCALE = 10.0  # |--expression-scale|, |--pose-scale|: beyond this only garba
 # options that do not change what a job makes: a batch's resume ignores them when comparing
 _NOT_RESULT = ("out", "quiet", "overwrite")
 NOVEL_VIEWS = ("orbit", "swing", "dolly", "none")
+BACKDROPS = ("world", "head")  # mpitalk.backdrop: a still room behind the head, or the MPI whole
 LAYOUTS = ("sbs", "tb")
 POSE_MODES = ("relative", "absolute")  # track rotations added to the photo's, or as they are
 DEFAULT_EYE_SIZE = 512  # pixels per eye when generating (and the factored MPI's photo size)
@@ -94,6 +95,7 @@ class JobOptions:
     prev_mode: str = "anchor"  # earlier frame later clips are conditioned on (generate.PREV_MODES)
     quiet: bool = False  # no progress bars
     web: bool = False  # also write OUT/web/, the headset page (mpitalk.web; needs format 3)
+    backdrop: str = "world"  # world: the room stays still as the head moves; head: moves with it
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> JobOptions:
@@ -124,6 +126,8 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--space must be one of {SPACES}, got {o.space!r}")
     if o.prev_mode not in PREV_MODES:
         raise UserError(f"--prev-mode must be one of {PREV_MODES}, got {o.prev_mode!r}")
+    if o.backdrop not in BACKDROPS:
+        raise UserError(f"--backdrop must be one of {BACKDROPS}, got {o.backdrop!r}")
     if o.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.convergence_m is not None and not o.convergence_m > 0:
@@ -231,6 +235,7 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
     poses = [np.eye(4, dtype=np.float32)] + [
         camera.orbit_pose(np.float32(np.radians(a)), np.float32(0.0), pivot) for a in (-10, 10)]
     renderer = gl.GLRenderer(seq.width if not seq.factored else cell, cell)
+    renderer.use_backdrop_of(seq)
     near, far = float(seq.depths[-1]), float(seq.depths[0])
     cols = []
     for t in picks:
@@ -454,7 +459,7 @@ def run_job(o: JobOptions) -> dict:
 def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     """Model half of a job: checkpoint, identity, ``track`` (from :func:`load_track`) ->
     ``tmp/mpi``."""
-    from mpitalk import checkpoint, generate, mpi_io
+    from mpitalk import backdrop, checkpoint, generate, mpi_io
 
     t0 = time.perf_counter()
     config, model = checkpoint.load(o.checkpoint)
@@ -499,8 +504,12 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
                   f"{eye} px are upsampled from it")
         identity_report.update(photo_size=photo_size, photo_holds_px=held)
         frames = generate.generate_fields(model, config, identity, track, **kw)
+        room, back = None, 0
+        if o.backdrop == "world":  # the room from the first frame's head planes (mpitalk.backdrop)
+            room, back, frames = backdrop.from_first_frame(frames, photo, depths)
         mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps,
-                                       plane_groups=model.heads.plane_groups)
+                                       plane_groups=model.heads.plane_groups, backdrop=room,
+                                       back_planes=back)
     else:
         frames = generate.generate_frames(model, config, identity, track, **kw)
         mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)

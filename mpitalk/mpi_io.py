@@ -19,6 +19,12 @@ and the photo once, and :func:`mpitalk.mpi.materialize` defines the dense MPI at
     NAME/photo.png           (P,P,3) uint8 sRGB, lossless: the identity crop at full resolution
     NAME/frames/000000.npz   keys "alpha", "blend" (D,S,S) uint8; "color" (S,S,3) uint8; "flow"
                              (G,S,S,2) float16 (photo sides); "frame_from_mpi" (4,4) float32
+    NAME/backdrop.png        optional (mpi.json "backdrop": file, size, back_planes): the world
+                             backdrop (:mod:`mpitalk.backdrop`), (B,B,3) uint8, an opaque plane
+                             at depths[0] fixed in the frame's camera; a renderer that shows it
+                             leaves out each frame's first back_planes planes and draws the rest
+                             at the frame's pose over it. A reader that ignores it shows the
+                             frames whole (the room moving with the head), as before.
 
 Why a pose per frame: the model makes each MPI in the identity photo's camera; rendering every
 view of a frame (``view_from_frame @ frame_from_mpi``) straight from that MPI avoids resampling
@@ -66,6 +72,7 @@ VERSION = 3  # the newest version this module reads and writes
 DENSE_VERSION = 2  # what :func:`save` writes
 _DTYPES = ("uint8", "float16")
 PHOTO_NAME = "photo.png"
+BACKDROP_NAME = "backdrop.png"
 MAX_FRAMES = 10_000_000  # far beyond any real sequence (100 h at 25 fps); guards num_frames
 UPSAMPLE = ("bilinear",)  # upsampling methods of the fields (mpi.UPSAMPLE_METHODS)
 _FIX = "re-export the sequence"
@@ -206,7 +213,7 @@ def encode_fields(fields: dict) -> dict[str, np.ndarray]:
 
 def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarray]], photo,
                   depths, K, fps: float, plane_groups=None, *, color_space: str = "srgb",
-                  upsample: str = "bilinear") -> Path:
+                  upsample: str = "bilinear", backdrop=None, back_planes: int = 0) -> Path:
     """Write a factored MPI sequence (version 3) to the folder ``path`` (replaced if it
     exists) and return it.
 
@@ -214,7 +221,8 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
     ``blend`` (D,S,S), ``color`` (S,S,3) (float in [0,1] or uint8) and ``flow`` (G,S,S,2)
     float (see :func:`mpitalk.mpi.materialize`), frame_from_mpi (4,4). photo: (P,P,3) float in
     [0,1] or uint8, the identity crop at full resolution. depths (D,) metres, K (3,3) at S,
-    plane_groups (D,) ints in [0,G) (default all 0).
+    plane_groups (D,) ints in [0,G) (default all 0). backdrop: optional (B,B,3) float or uint8,
+    the world backdrop, replacing each frame's first ``back_planes`` planes when shown.
     """
     from PIL import Image
 
@@ -231,6 +239,12 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
               else np.asarray(plane_groups, np.int64).reshape(-1))
     if groups.shape != (D,) or groups.min() < 0:
         raise ValueError(f"plane_groups must be (D={D},) non-negative ints, got {groups}")
+    backdrop8 = None if backdrop is None else _u8(backdrop)
+    if backdrop8 is not None and (backdrop8.ndim != 3 or backdrop8.shape[2] != 3
+                                  or backdrop8.shape[0] != backdrop8.shape[1]
+                                  or not 1 <= back_planes < D):
+        raise ValueError(f"backdrop must be (B,B,3) with 1 <= back_planes < D={D}, got "
+                         f"{backdrop8.shape} and {back_planes}")
     tmp = _open_tmp(path)
     with swap_in(tmp, path):
         (tmp / "frames").mkdir()
@@ -263,8 +277,19 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
         meta.update({"kind": "factored", "photo": PHOTO_NAME, "photo_size": int(photo8.shape[0]),
                      "plane_groups": groups.tolist(), "num_groups": int(G),
                      "upsample": upsample})
+        if backdrop8 is not None:
+            Image.fromarray(backdrop8).save(tmp / BACKDROP_NAME)
+            meta["backdrop"] = {"file": BACKDROP_NAME, "size": int(backdrop8.shape[0]),
+                                "back_planes": int(back_planes)}
         (tmp / "mpi.json").write_text(json.dumps(meta, indent=1) + "\n")
     return path
+
+
+def _file_name(name, what: str) -> str:
+    """A file name inside the sequence folder from mpi.json, else ValueError."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(f"{what} must be a file name inside the folder, got {name!r}")
+    return name
 
 
 def _as_count(value, name: str, lo: int, hi: int) -> int:
@@ -333,9 +358,10 @@ class MPISequence:
             if not self.frame_path(i).is_file():
                 raise UserError(f"{self.frame_path(i)}: missing, though {meta_path} lists "
                                 f"{self.num_frames} frames; {_FIX}")
-        if self.factored and not (self.path / self.photo_name).is_file():
-            raise UserError(f"{self.path / self.photo_name}: the sequence's photo is missing; "
-                            f"{_FIX}")
+        for name, what in ((getattr(self, "photo_name", None), "photo"),
+                           (getattr(self, "backdrop_name", None), "backdrop")):
+            if name is not None and not (self.path / name).is_file():
+                raise UserError(f"{self.path / name}: the sequence's {what} is missing; {_FIX}")
 
     def _read_meta(self, meta: dict) -> None:
         """Fields of mpi.json, checked; ValueError/KeyError/TypeError for anything wrong."""
@@ -371,10 +397,7 @@ class MPISequence:
             raise ValueError(f"kind is {meta.get('kind')!r}, not 'factored'")
         if self.height != self.width:
             raise ValueError(f"fields must be square, got {self.height}x{self.width}")
-        name = meta["photo"]
-        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-            raise ValueError(f"photo must be a file name inside the folder, got {name!r}")
-        self.photo_name = name
+        self.photo_name = _file_name(meta["photo"], "photo")
         self.photo_size = _as_count(meta["photo_size"], "photo_size", 1, 1 << 15)
         self.num_groups = _as_count(meta["num_groups"], "num_groups", 1, self.num_planes)
         groups = meta["plane_groups"]
@@ -385,6 +408,15 @@ class MPISequence:
         self.upsample = str(meta["upsample"])
         if self.upsample not in UPSAMPLE:
             raise ValueError(f"upsample must be one of {UPSAMPLE}, got {self.upsample!r}")
+        self.backdrop_name, self.backdrop_size, self.back_planes = None, 0, 0
+        b = meta.get("backdrop")
+        if b is not None:
+            if not isinstance(b, dict):
+                raise ValueError("backdrop must be an object (file, size, back_planes)")
+            self.backdrop_name = _file_name(b["file"], "backdrop.file")
+            self.backdrop_size = _as_count(b["size"], "backdrop.size", 1, 1 << 15)
+            self.back_planes = _as_count(b["back_planes"], "backdrop.back_planes", 1,
+                                         self.num_planes - 1)
 
     # ---- files ---------------------------------------------------------------------------
 
@@ -532,22 +564,41 @@ class MPISequence:
         """Frame ``index``'s fields as float32 (see :meth:`fields_and_pose`)."""
         return self.fields_and_pose(index)[0]
 
+    def _image(self, name: str, size: int, what: str) -> np.ndarray:
+        """The (size,size,3) uint8 image ``name`` of the folder, checked."""
+        from PIL import Image, UnidentifiedImageError
+
+        p = self.path / name
+        try:
+            with Image.open(p) as im:
+                image = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise UserError(f"{p}: damaged {what} ({exc}); {_FIX}") from exc
+        if image.shape != (size, size, 3):
+            raise UserError(f"{p}: {what} is {image.shape[1]}x{image.shape[0]}, mpi.json says "
+                            f"{what}_size {size}; {_FIX}")
+        return image
+
     @functools.cached_property
     def photo_u8(self) -> np.ndarray:
         """The sequence's photo (P,P,3) uint8 (read once)."""
-        from PIL import Image, UnidentifiedImageError
-
         self._need_factored()
-        p = self.path / self.photo_name
-        try:
-            with Image.open(p) as im:
-                photo = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise UserError(f"{p}: damaged photo ({exc}); {_FIX}") from exc
-        if photo.shape != (self.photo_size, self.photo_size, 3):
-            raise UserError(f"{p}: photo is {photo.shape[1]}x{photo.shape[0]}, mpi.json says "
-                            f"photo_size {self.photo_size}; {_FIX}")
-        return photo
+        return self._image(self.photo_name, self.photo_size, "photo")
+
+    @functools.cached_property
+    def backdrop_u8(self) -> np.ndarray | None:
+        """The world backdrop (B,B,3) uint8 (read once), or None when the sequence has none."""
+        if not self.factored or self.backdrop_name is None:
+            return None
+        return self._image(self.backdrop_name, self.backdrop_size, "backdrop")
+
+    def backdrop_plane(self) -> tuple[np.ndarray, float, np.ndarray, int] | None:
+        """``(image, depth_m, K, back_planes)`` of the world backdrop, the arguments of
+        ``GLRenderer.set_backdrop`` (K at the image's size), or None without one."""
+        image = self.backdrop_u8
+        if image is None:
+            return None
+        return image, float(self.depths[0]), self.K_at(image.shape[0]), self.back_planes
 
     @functools.cached_property
     def photo(self) -> np.ndarray:

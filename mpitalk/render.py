@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pose-mode", choices=job.POSE_MODES, default=d.pose_mode,
                    help="relative: the photo's head pose, moved by the track's rotations about "
                         "their median; absolute: the track's rotations as they are")
+    g.add_argument("--backdrop", choices=job.BACKDROPS, default=d.backdrop,
+                   help="world: the room behind the person stays still while the head moves "
+                        "(the photo with the person filled in, behind the head's planes); head: "
+                        "the whole MPI moves with the head, room and all")
     g = p.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=d.seed, help="noise seed (shared by all frames)")
     g.add_argument("--steps", type=int, default=d.steps, help="sampler steps")

@@ -374,6 +374,7 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     frame_w, frame_h = (2 * view_w, view_h) if layout == "sbs" else (view_w, 2 * view_h)
 
     renderer = gl.GLRenderer(view_w, view_h)
+    renderer.use_backdrop_of(seq)
     outputs: dict[str, Path] = {}
     suffix = LAYOUTS[layout][0] if suffix is None else suffix
     stereo_path = out_dir / f"{name}{suffix}.mp4"

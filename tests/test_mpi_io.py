@@ -320,3 +320,40 @@ def test_dense_sequences_refuse_nan_frames_float16_in_uint8_and_negative_depths(
     np.savez(tmp_path / "h" / "frames" / "000000.npz", rgba=obj)
     with pytest.raises(UserError, match="damaged"):  # pickled content is never loaded
         mpi_io.load(tmp_path / "h")[0]
+
+
+def test_backdrop_round_trip_and_its_errors(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = [(_fields(rng), np.eye(4, dtype=np.float32)) for _ in range(2)]
+    photo = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    room = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    depths = np.array([1.2, 0.9, 0.7, 0.5])
+    K = camera.intrinsics(9.0, 6, 6)
+    folder = tmp_path / "seq"
+    mpi_io.save_factored(folder, iter(frames), photo, depths, K, fps=25, backdrop=room,
+                         back_planes=2)
+    seq = mpi_io.load(folder)
+    image, depth_m, K_room, k = seq.backdrop_plane()
+    np.testing.assert_array_equal(image, room)  # PNG: lossless
+    assert depth_m == pytest.approx(1.2) and k == 2
+    np.testing.assert_allclose(K_room, camera.scale_intrinsics(K, 16 / 6, 16 / 6), rtol=1e-6)
+    # a sequence without one (and every older one) says so; its frames are shown whole
+    mpi_io.save_factored(tmp_path / "plain", iter(frames), photo, depths, K, fps=25)
+    plain = mpi_io.load(tmp_path / "plain")
+    assert plain.backdrop_plane() is None and plain.back_planes == 0
+    # nonsense is refused before anything is written, and damage is a one-line error
+    with pytest.raises(ValueError, match="back_planes"):
+        mpi_io.save_factored(tmp_path / "bad", iter(frames), photo, depths, K, fps=25,
+                             backdrop=room, back_planes=4)
+    assert not (tmp_path / "bad").exists()
+    (folder / "backdrop.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="backdrop.png: damaged backdrop"):
+        mpi_io.load(folder).backdrop_plane()
+    (folder / "backdrop.png").unlink()
+    with pytest.raises(UserError, match="backdrop is missing"):
+        mpi_io.load(folder)
+    meta = json.loads((folder / "mpi.json").read_text())
+    meta["backdrop"]["back_planes"] = 9
+    (folder / "mpi.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="back_planes"):
+        mpi_io.load(folder)

@@ -152,6 +152,7 @@ def set_frame(renderer: gl.GLRenderer, seq: mpi_io.MPISequence, index: int) -> N
 def run_headless(seq: mpi_io.MPISequence, frames: int, screenshot: Path | None) -> None:
     state = ViewState(seq)
     renderer = gl.GLRenderer(*state.native_size())
+    renderer.use_backdrop_of(seq)
     try:
         image = None
         for k in range(frames):
@@ -184,6 +185,7 @@ def run_window(seq: mpi_io.MPISequence, frames: int | None, screenshot: Path | N
             super().__init__(**kwargs)
             self.state = ViewState(seq)
             self.renderer = gl.GLRenderer(*self.state.native_size(), ctx=self.ctx)
+            self.renderer.use_backdrop_of(seq)
             self.present = gl.program(self.ctx, "fullscreen.vert", "present.frag")
             self.present_vao = self.ctx.vertex_array(self.present, [])
             self.text = TextWriter2D()

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="frames generated together")
     p.add_argument("--space", choices=("reference", "target"), default="reference",
                    help="camera the model makes each MPI in (mpitalk.generate.SPACES)")
+    p.add_argument("--backdrop", choices=("world", "head"), default="world",
+                   help="--footage: the model's frames over a still room behind the head, as "
+                        "the main job shows them (world), or each MPI rendered whole (head)")
     p.add_argument("--identity-info", choices=IDENTITY_INFO, default="estimated",
                    help="the identity image's head pose and expression: estimated by MediaPipe "
                         "(as the main job does); estimated, with the frames' head poses given as "
@@ -156,7 +159,8 @@ def _run_footage(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, space=args.space, max_clips=args.max_clips,
         max_frames=args.max_frames if args.max_frames is not None else DEFAULT_MAX_FRAMES,
         max_pairs=args.max_pairs or None, photo=args.photo, driver_track=args.driver_track,
-        checkpoint_name=str(args.checkpoint or "shipped"), progress=not args.quiet)
+        checkpoint_name=str(args.checkpoint or "shipped"), progress=not args.quiet,
+        backdrop=args.backdrop)
     print(footage_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'details.json'}, "
           f"{args.out / 'report.html'}")

@@ -149,6 +149,38 @@ def load_clips(data: str | Path, split: str, size: int, max_clips: int | None = 
 # --- scoring helpers ------------------------------------------------------------------------
 
 
+def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K: np.ndarray,
+                  frame_from_mpi: np.ndarray) -> np.ndarray:
+    """Frames (T,S,S,3) of MPIs (T,D,S,S,4) made in the photo's camera as the main job shows
+    them (``mpitalk.backdrop``, ``GLRenderer.set_backdrop``): each frame's head planes at its
+    pose over one world backdrop, estimated from the first frame's head planes over
+    ``identity`` (S,S,3), at the frame camera's own pose."""
+    from mpitalk import backdrop, mpi
+
+    k = backdrop.back_planes(depths)
+    room, room_depth = backdrop.backdrop_mpi(
+        backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k)), float(depths[0]))
+    eye = np.eye(4, dtype=np.float32)[None]
+    room_out = mpi.RenderOut(*(np.asarray(x)[0] for x in _render_outs(room, room_depth, K, eye)))
+    heads = np.array(mpis, np.float32, copy=True)
+    heads[:, :k, ..., 3] = 0
+    out = []
+    for t in range(len(heads)):
+        head = mpi.RenderOut(*(np.asarray(x)[0] for x in _render_outs(
+            heads[t], depths, K, frame_from_mpi[t][None])))
+        out.append(np.clip(np.asarray(mpi.over(head, room_out).rgb), 0.0, 1.0))
+    return np.stack(out)
+
+
+def _render_outs(rgba, depths, K, poses):
+    """(rgb, alpha, depth) of an MPI rendered to poses (V,4,4), each with a leading V axis."""
+    from mpitalk.evaluate.scores import _render_fn
+
+    out = _render_fn()(np.asarray(rgba, np.float32), np.asarray(depths, np.float32),
+                       np.asarray(K, np.float32), np.asarray(poses, np.float32))
+    return out.rgb, out.alpha, out.depth
+
+
 def identity_distances(reference: np.ndarray | None, frames: np.ndarray) -> np.ndarray:
     """dlib distance (T,) of each frame (T,H,W,3) uint8 to ``reference`` (NaN: no face),
     computing each distinct frame once (a baseline repeats one image)."""
@@ -381,13 +413,16 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
                      max_pairs: int | None = DEFAULT_MAX_PAIRS,
                      photo: str | Path | None = None, driver_track: str | Path | None = None,
                      checkpoint_name: str = "", progress: bool = True,
-                     size: int | None = None) -> dict:
+                     size: int | None = None, backdrop: str = "world") -> dict:
     """Self- and cross-reenactment on a real-footage split (model None: baselines only); write
     ``out``/metrics.json, details.json and report.html. Returns the metrics.json content.
 
     ``photo``/``driver_track``: the extra identity image and driving track of the cross
     task (default ``data/identity.png`` and ``data/default_track.csv``). ``size``: the image
-    size when there is no model (default: the clips')."""
+    size when there is no model (default: the clips'). ``backdrop``: ``"world"`` (the main
+    job's default for MPIs made in the photo's camera, ``mpitalk.backdrop``: each frame's head
+    planes over one still room, as real video has it) or ``"head"`` (each MPI rendered whole,
+    the room moving with the head)."""
     from tqdm import tqdm
 
     from mpitalk import controls, data_dir, generate
@@ -417,10 +452,13 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     load_start = list(os.getloadavg())
 
     def model_frames(identity, track, **kw) -> np.ndarray:
-        """The model's frames (T,S,S,3) float: each MPI rendered at its frame's pose."""
+        """The model's frames (T,S,S,3) float: each MPI rendered at its frame's pose, over the
+        world backdrop as the main job shows them (``backdrop``; reference space only)."""
         mpis, frame_from_mpi = generate_clip(model, config, identity, track, steps, seed,
                                              batch_size, space, **kw)
-        return render_frames(mpis, mpi_depths, mpi_K, frame_from_mpi[:, None])[0][:, 0]
+        if backdrop != "world" or space != "reference":
+            return render_frames(mpis, mpi_depths, mpi_K, frame_from_mpi[:, None])[0][:, 0]
+        return over_backdrop(mpis, identity, mpi_depths, mpi_K, frame_from_mpi)
 
     self_rows, self_images = [], {}
     for clip in tqdm(clips, desc="self-reenactment", unit="clip", disable=not progress):
@@ -485,7 +523,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
            "manifest_sha256": manifest_sha,
            "clips": len(clips), "frames_per_clip": [len(c.data["controls"]) for c in clips],
            "pairs": len(pairs), "cross_frames": [len(drivers[j][1]) for _, j in pairs],
-           "steps": steps, "seed": seed, "space": space, "photo": str(photo),
+           "steps": steps, "seed": seed, "space": space, "backdrop": backdrop,
+           "photo": str(photo),
            "driver_track": str(driver_track), "self_seconds": t_self, "seconds": seconds,
            "cpu_seconds": time.process_time() - cpu_start,  # all threads: the work, unloaded
            # the machine's load while it ran: wall times on a shared machine depend on it
