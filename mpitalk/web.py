@@ -9,6 +9,8 @@ A bundle is a folder that works from any plain web server and loads nothing from
     SITE/index.html, SITE/js/*.js, SITE/glsl/*   the page (copied from ``web/``)
     SITE/scene.json    depths, K (at S), per-frame frame_from_mpi, fps, plane groups, atlas layout
     SITE/photo.jpg     the identity photo (P,P,3) once, JPEG 4:4:4
+    SITE/backdrop.jpg  the world backdrop (B,B,3), JPEG 4:4:4, when the sequence has one
+                       (scene.json "backdrop": file, size, back_planes; mpitalk.backdrop)
     SITE/fields.mp4    the per-frame fields as a tiled atlas video (H.264), with the audio if any
 
 The atlas (one video frame per MPI frame) holds every field as a grey S x S tile in the luma
@@ -64,6 +66,7 @@ DEFAULT_PORT = 8000
 MAX_ATLAS_SIDE = 4096  # widest frame a headset's H.264 decoder is sure to take
 _Y0, _YSPAN = 16.0, 219.0  # limited-range luma: v in [0,1] <-> Y = 16 + 219 v
 PAGE_FILES = ("index.html", "js", "glsl")  # what of web/ goes into a bundle
+BACKDROP_FILE = "backdrop.jpg"  # the world backdrop, when the sequence has one (JPEG 4:4:4)
 
 
 def asset_dir() -> Path:
@@ -241,7 +244,7 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
 
     audio: a sound file to mux into fields.mp4 (cut to the video's length). crf: x264 quality of
     the atlas (lower = better, larger). Returns a summary: frames, seconds, byte sizes of the
-    parts, ``fixed_bytes`` (page + photo: what does not grow with the sequence),
+    parts, ``fixed_bytes`` (page + photo + backdrop: what does not grow with the sequence),
     ``growth_bytes_per_s`` (video + scene.json per second of video), build seconds.
     """
     from PIL import Image
@@ -276,6 +279,10 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         photo = np.round(np.clip(np.asarray(seq.photo, np.float32), 0, 1) * 255).astype(np.uint8)
         # 4:4:4 (subsampling=0): the photo carries the full-resolution detail of the face
         Image.fromarray(photo).save(tmp / "photo.jpg", quality=photo_quality, subsampling=0)
+        room = seq.backdrop_u8  # the world backdrop (mpitalk.backdrop), if the sequence has one
+        if room is not None:
+            Image.fromarray(room).save(tmp / BACKDROP_FILE, quality=photo_quality,
+                                       subsampling=0)
         cmd = [video.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{atlas.width}x{atlas.height}",
                "-r", f"{seq.fps}", "-i", "-"]
@@ -319,15 +326,20 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
             "frame_from_mpi": poses,
             "source": str(mpi_dir),
         }
+        if room is not None:
+            scene["backdrop"] = {"file": BACKDROP_FILE, "size": int(room.shape[0]),
+                                 "back_planes": int(seq.back_planes)}
         (tmp / "scene.json").write_text(json.dumps(scene) + "\n")
         sizes = {"page_bytes": page_bytes, "photo_bytes": (tmp / "photo.jpg").stat().st_size,
                  "scene_bytes": (tmp / "scene.json").stat().st_size,
-                 "video_bytes": (tmp / "fields.mp4").stat().st_size}
+                 "video_bytes": (tmp / "fields.mp4").stat().st_size,
+                 "backdrop_bytes": (tmp / BACKDROP_FILE).stat().st_size if room is not None
+                 else 0}
     seconds = T / seq.fps
     # what a longer sequence adds (the video, and scene.json's pose a frame) vs what it does not
     return {"out": str(out), "frames": T, "fps": float(seq.fps), "seconds": seconds,
             "atlas": [atlas.width, atlas.height], "flow_range": flow_range, **sizes,
-            "fixed_bytes": sizes["page_bytes"] + sizes["photo_bytes"],
+            "fixed_bytes": sizes["page_bytes"] + sizes["photo_bytes"] + sizes["backdrop_bytes"],
             "video_bytes_per_s": sizes["video_bytes"] / seconds,
             "growth_bytes_per_s": (sizes["video_bytes"] + sizes["scene_bytes"]) / seconds,
             "build_s": time.perf_counter() - t_start}
@@ -351,6 +363,10 @@ class Bundle:
                                int(self.scene["num_planes"]), int(a["flow_groups"]))
             self.photo = np.asarray(Image.open(self.site / self.scene["photo"]).convert("RGB"),
                                     np.float32) / 255.0
+            room = self.scene.get("backdrop")
+            self.backdrop = None if room is None else np.asarray(
+                Image.open(self.site / room["file"]).convert("RGB"), np.float32) / 255.0
+            self.back_planes = 0 if room is None else int(room["back_planes"])
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"{self.site}: not a web bundle ({exc}); build it with "
                             "`python -m mpitalk.web MPI_DIR --out SITE`") from exc

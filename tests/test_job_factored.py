@@ -73,6 +73,7 @@ def test_exported_eyes_are_the_gl_render_of_the_fields(job_out, tmp_path):
                                         progress=False)
     left = decode(outputs["stereo"])[0][:, :96].astype(np.float64) / 255
     r = gl.GLRenderer(96, 96)
+    r.use_backdrop_of(seq)  # the job's world backdrop under the head planes
     fields, pose = seq.fields_raw_and_pose(0)
     r.set_fields(fields, seq.photo_u8, seq.depths, seq.K, 96, pose, seq.plane_groups)
     K = seq.K_at(96)
@@ -81,6 +82,28 @@ def test_exported_eyes_are_the_gl_render_of_the_fields(job_out, tmp_path):
     err = np.abs(left - both[:, :96, :3]).mean()
     # H.264 with 4:2:0 chroma on a 96-px face: about 2.5/255; the other eye differs by more
     assert err < 4 / 255 and np.abs(left - both[:, 96:, :3]).mean() > 1.5 * err
+
+
+def test_the_job_stores_a_world_backdrop_unless_asked_not_to(job_out, tmp_path):
+    from mpitalk import backdrop
+
+    seq = mpi_io.load(job_out / "mpi")
+    image, depth_m, K_room, k = seq.backdrop_plane()
+    assert k == backdrop.back_planes(seq.depths) and depth_m == pytest.approx(seq.depths[0])
+    assert image.shape == seq.photo_u8.shape
+    # the person is taken out: where the first frame's head planes cover the photo the
+    # backdrop differs from it; well away from them (4 field texels) it is the photo
+    cover = backdrop.head_cover(seq.fields(0)["alpha"], k)
+    assert cover[48:80, 48:80].mean() > 0.9
+    room = ~backdrop._grow(cover > 0.05, 4)  # (128,128) field texels; the photo is 96 px
+    room96 = room[(np.arange(96) * 4) // 3][:, (np.arange(96) * 4) // 3]
+    assert room96.mean() > 0.05  # the astronaut fills most of her crop
+    diff = np.abs(image.astype(float) - seq.photo_u8).mean(-1)
+    assert diff[36:60, 36:60].mean() > 10 and diff[room96].max() <= 1
+    out = tmp_path / "whole"
+    assert render.main(["--out", str(out), "--eye-size", "64", "--backdrop", "head", *FAST]) == 0
+    assert mpi_io.load(out / "mpi").backdrop_plane() is None
+    assert not (out / "mpi" / "backdrop.png").exists()
 
 
 def test_eyes_above_what_the_photo_holds_store_no_larger_photo_and_say_so(tmp_path, capsys):

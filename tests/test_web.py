@@ -540,3 +540,63 @@ def test_build_refuses_outputs_that_would_lose_data(mpi_dir, site, tmp_path):
     (again / "stale.txt").write_text("old")
     web.build(mpi_dir, again)
     assert not (again / "stale.txt").exists() and (again / "scene.json").is_file()
+
+
+@needs_chromium
+def test_world_backdrop_matches_its_jax_twin(chrome, tmp_path_factory):
+    """A sequence with a world backdrop (mpitalk.backdrop): the page leaves out the back planes
+    and draws the backdrop at the view's pose alone, == mpi.over(render_fields of the head
+    planes at the frame's pose, render of the backdrop plane at the view's) (>= 45 dB)."""
+    from mpitalk import backdrop
+
+    K = camera.intrinsics(1.5 * S, S, S)
+    depths = np.asarray(mpi.plane_depths(0.48, 1.1, D))
+    k = 3
+    room = np.ascontiguousarray(_photo()[::-1, ::-1])  # unlike anything the planes hold
+    folder = mpi_io.save_factored(tmp_path_factory.mktemp("bd") / "mpi", _frames(), _photo(),
+                                  depths, K, FPS, plane_groups=[0, 0, 0, 0, 1, 1, 1, 1],
+                                  backdrop=room, back_planes=k)
+    site = tmp_path_factory.mktemp("bdweb") / "site"
+    web.build(folder, site)
+    assert (site / "backdrop.jpg").is_file()
+    bundle = web.load_bundle(site)
+    assert bundle.back_planes == k and bundle.backdrop.shape == (P, P, 3)
+    srv = web.make_server(site, port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    page = _open(chrome, web.url_of(srv, "?ui=0&size=128"))
+    try:
+        assert page.ready == "ok", page.ready
+        decoded = list(bundle.frames())
+        room_rgba, room_depth = backdrop.backdrop_mpi(bundle.backdrop, float(depths[0]))
+        K_view = camera.scale_intrinsics(bundle.K, SIZE / S)
+        K_room = backdrop.scaled_K(bundle.K, S, P)
+        pivot = np.array([0.0, 0.0, 0.6], np.float32)
+        poses = {"identity": np.eye(4, dtype=np.float32),
+                 "left eye": np.asarray(camera.stereo_eyes(IPD_M)[0], np.float32),
+                 "yaw +10": camera.orbit_pose(np.float32(np.radians(10)), np.float32(0), pivot)}
+        scores, whole = {}, {}
+        for t in (1, 3):  # frames whose head pose is not the photo's
+            head = {**decoded[t], "alpha": backdrop.without_back(decoded[t]["alpha"], k)}
+            for name, pose in poses.items():
+                pose = np.asarray(pose, np.float32)
+                got = _render_at(page, t, pose)
+                twin = mpi.over(
+                    mpi.render_fields(head, bundle.photo, P, bundle.depths, bundle.K,
+                                      pose @ bundle.poses[t], K_view, (SIZE, SIZE),
+                                      bundle.plane_groups),
+                    mpi.render(room_rgba, room_depth, K_room, pose, K_view, (SIZE, SIZE)))
+                scores[f"frame {t} {name}"] = _psnr(got, np.asarray(twin.rgb))
+                # the premise: drawn whole (the room moving with the head), it differs
+                old = mpi.render_fields(decoded[t], bundle.photo, P, bundle.depths, bundle.K,
+                                        pose @ bundle.poses[t], K_view, (SIZE, SIZE),
+                                        bundle.plane_groups)
+                whole[f"frame {t} {name}"] = _psnr(got, np.asarray(old.rgb))
+        print("page with a backdrop vs its twin (PSNR dB):",
+              json.dumps({n: round(v, 1) for n, v in scores.items()}))
+        assert min(scores.values()) >= 45, scores
+        assert max(whole.values()) < 30, whole
+        assert page.console_errors() == []
+    finally:
+        page.close()
+        srv.shutdown()
+        srv.server_close()

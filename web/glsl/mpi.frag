@@ -1,7 +1,10 @@
 #version 300 es
 // A factored MPI rendered into one view: mpi.materialize + mpi.render (mpitalk/mpi.py) in one
-// pass. The page inserts "#define NUM_PLANES D" and "#define FLOW_GROUPS G" (0 = no flow stored)
-// after the #version line.
+// pass. The page inserts "#define NUM_PLANES D", "#define FLOW_GROUPS G" (0 = no flow stored),
+// "#define FIRST_PLANE k" and "#define BACKDROP b" after the #version line: with a world
+// backdrop (b = 1, mpitalk/backdrop.py) the planes below k are left out and the backdrop, an
+// opaque plane at depths[0] fixed in the frame's camera, is drawn behind the rest at the view's
+// pose alone (mpi.over of the two renders); without one (b = 0, k = 0) every plane is drawn.
 //
 // For each pixel of the view, the ray from the view's centre is intersected with every plane
 // z = d_i of the MPI's camera (front to back, so the loop can stop once the pixel is opaque).
@@ -30,6 +33,12 @@ uniform vec3 u_origin;         // the view's centre in the MPI's camera
 uniform mat3 u_ray;            // ray direction in the MPI's camera = u_ray * (x, y, 1): the
                                // view's rotation times K_view^-1 (unit z in the view)
 uniform vec4 u_viewport;       // x, y (from the bottom), w, h of this view in the framebuffer
+#if BACKDROP
+uniform sampler2D u_backdrop;  // (B,B) sRGB, LINEAR + CLAMP_TO_EDGE
+uniform float u_backdrop_clamp;  // its uv is clamped to [u_backdrop_clamp, 1 - it]
+uniform vec3 u_world_origin;   // the view's centre in the frame's camera
+uniform mat3 u_world_ray;      // ray direction in the frame's camera, as u_ray
+#endif
 
 out vec4 frag;
 
@@ -39,7 +48,7 @@ void main() {
   vec3 r = u_ray * vec3(px, 1.0);
   vec3 acc = vec3(0.0);
   float trans = 1.0;
-  for (int i = NUM_PLANES - 1; i >= 0; --i) {
+  for (int i = NUM_PLANES - 1; i >= FIRST_PLANE; --i) {
     float d = u_depths[i];
     float s = (d - u_origin.z) / r.z;  // the view's z of the hit (its ray has unit view z)
     if (!(s > 0.0)) continue;          // behind the view (or parallel to the plane)
@@ -66,5 +75,16 @@ void main() {
     trans *= 1.0 - a;
     if (trans < 1.0 / 1024.0) break;  // opaque: the planes behind cannot show
   }
+#if BACKDROP
+  vec3 rw = u_world_ray * vec3(px, 1.0);
+  float d0 = u_depths[0];
+  float sw = (d0 - u_world_origin.z) / rw.z;
+  if (sw > 0.0 && trans >= 1.0 / 1024.0) {
+    vec3 Xw = u_world_origin + sw * rw;
+    vec2 uvw = clamp(vec2(u_Kn.x * Xw.x / d0 + u_Kn.z, u_Kn.y * Xw.y / d0 + u_Kn.w),
+                     vec2(u_backdrop_clamp), vec2(1.0 - u_backdrop_clamp));
+    acc += trans * texture(u_backdrop, uvw).rgb;
+  }
+#endif
   frag = vec4(acc, 1.0);
 }

@@ -105,20 +105,25 @@ async function main() {
   const [vert, frag, unpack, photoBlob] = await Promise.all([
     fetchOk('glsl/mpi.vert', 'text'), fetchOk('glsl/mpi.frag', 'text'),
     fetchOk('glsl/unpack.frag', 'text'), fetchOk(scene.photo, 'blob')]);
-  let photo;
-  try {
-    photo = await createImageBitmap(photoBlob, { colorSpaceConversion: 'none',
-                                                 premultiplyAlpha: 'none' });
-  } catch (e) {
-    throw new Error(`${scene.photo} is damaged (${e.message}); ${REBUILD}`);
-  }
+  const bitmap = async (blob, name) => {
+    try {
+      return await createImageBitmap(blob, { colorSpaceConversion: 'none',
+                                             premultiplyAlpha: 'none' });
+    } catch (e) {
+      throw new Error(`${name} is damaged (${e.message}); ${REBUILD}`);
+    }
+  };
+  const photo = await bitmap(photoBlob, scene.photo);
+  // the world backdrop (optional): the room that stays still while the head moves
+  const backdrop = scene.backdrop
+    ? await bitmap(await fetchOk(scene.backdrop.file, 'blob'), scene.backdrop.file) : null;
   const video = await loadVideo(scene);
 
   const canvas = document.getElementById('view');
   const gl = canvas.getContext('webgl2', { alpha: false, antialias: false,
                                            preserveDrawingBuffer: true, xrCompatible: true });
   if (!gl) throw new Error('this browser has no WebGL2');
-  const renderer = new MPIRenderer(gl, scene, photo, { vert, frag, unpack });
+  const renderer = new MPIRenderer(gl, scene, photo, { vert, frag, unpack }, backdrop);
   const T = scene.num_frames;
   const clampFrame = (f) => Math.min(T - 1, Math.max(0, Math.round(f)));
 

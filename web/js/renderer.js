@@ -30,12 +30,17 @@ function texture(gl) {
 }
 
 export class MPIRenderer {
-  // gl: a WebGL2 context; scene: scene.json; photo: an ImageBitmap; sources: {vert, frag}.
-  constructor(gl, scene, photo, sources) {
+  // gl: a WebGL2 context; scene: scene.json; photo: an ImageBitmap; sources: {vert, frag};
+  // backdrop: an ImageBitmap of scene.backdrop (the world backdrop), or null.
+  constructor(gl, scene, photo, sources, backdrop = null) {
     this.gl = gl;
     this.scene = scene;
     const a = scene.atlas, D = scene.num_planes, S = a.tile;
-    const defines = { NUM_PLANES: D, FLOW_GROUPS: a.flow_groups };
+    // with a world backdrop, each frame's first back_planes planes are left out and the
+    // backdrop is drawn behind the rest, at the view's pose alone (mpitalk/backdrop.py)
+    const back = backdrop && scene.backdrop ? scene.backdrop.back_planes : 0;
+    const defines = { NUM_PLANES: D, FLOW_GROUPS: a.flow_groups, FIRST_PLANE: back,
+                      BACKDROP: back > 0 ? 1 : 0 };
     const link = (frag, name) => {
       const prog = gl.createProgram();
       gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, sources.vert, 'glsl/mpi.vert'));
@@ -50,7 +55,8 @@ export class MPIRenderer {
     this.unpackProg = link(sources.unpack, 'glsl/unpack.frag');
     this.vao = gl.createVertexArray();  // no attributes: the vertex shader uses gl_VertexID
     const u = (name) => gl.getUniformLocation(prog, name);
-    this.u = Object.fromEntries(['u_origin', 'u_ray', 'u_viewport'].map((n) => [n, u(n)]));
+    this.u = Object.fromEntries(['u_origin', 'u_ray', 'u_viewport', 'u_world_origin',
+                                 'u_world_ray'].map((n) => [n, u(n)]));
 
     // pixels as stored: no colour management, no premultiplication, rows from the top
     gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
@@ -58,6 +64,11 @@ export class MPIRenderer {
     gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
     this.photoTex = texture(gl);
     gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, gl.RGBA, gl.UNSIGNED_BYTE, photo);
+    this.backdropTex = null;
+    if (back > 0) {
+      this.backdropTex = texture(gl);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, gl.RGBA, gl.UNSIGNED_BYTE, backdrop);
+    }
     this.atlasTex = texture(gl);  // the video frame as decoded (grey tiles)
     gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, a.width, a.height, 0, gl.RGBA, gl.UNSIGNED_BYTE,
                   null);
@@ -91,6 +102,10 @@ export class MPIRenderer {
     gl.uniform4f(u('u_Kn'), K[0] / S, K[4] / S, K[2] / S, K[5] / S);
     // mpi.render of the dense MPI at the photo's size clamps the back plane to its texel centres
     gl.uniform1f(u('u_back_clamp'), 0.5 / scene.photo_size);
+    if (back > 0) {  // an opaque plane at the far depth, clamped to its texel centres too
+      gl.uniform1i(u('u_backdrop'), 3);
+      gl.uniform1f(u('u_backdrop_clamp'), 0.5 / scene.backdrop.size);
+    }
     this.frameFromMpi = scene.frame_from_mpi.map((m) => m.flat());
     this.frame = -1;  // the frame whose fields are in the atlas texture
   }
@@ -146,6 +161,10 @@ export class MPIRenderer {
     gl.bindTexture(gl.TEXTURE_2D, this.photoTex);
     gl.activeTexture(gl.TEXTURE2);
     gl.bindTexture(gl.TEXTURE_2D, this.colorTex);
+    if (this.backdropTex) {
+      gl.activeTexture(gl.TEXTURE3);
+      gl.bindTexture(gl.TEXTURE_2D, this.backdropTex);
+    }
     gl.disable(gl.DEPTH_TEST);
     gl.disable(gl.BLEND);
     gl.enable(gl.SCISSOR_TEST);
@@ -162,6 +181,13 @@ export class MPIRenderer {
       gl.uniform3f(this.u.u_origin, mpiFromView[3], mpiFromView[7], mpiFromView[11]);
       gl.uniformMatrix3fv(this.u.u_ray, true, new Float32Array(ray));
       gl.uniform4f(this.u.u_viewport, x, y, w, h);
+      if (this.backdropTex) {  // the backdrop is fixed in the frame's camera: the view's pose
+        const frameFromView = invertRigid(view.viewFromFrame);
+        const Rw = [0, 1, 2, 4, 5, 6, 8, 9, 10].map((k) => frameFromView[k]);
+        gl.uniform3f(this.u.u_world_origin, frameFromView[3], frameFromView[7],
+                     frameFromView[11]);
+        gl.uniformMatrix3fv(this.u.u_world_ray, true, new Float32Array(mul3(Rw, inv3(view.K))));
+      }
       gl.drawArrays(gl.TRIANGLES, 0, 3);
     }
     gl.colorMask(true, true, true, true);
