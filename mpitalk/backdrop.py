@@ -6,18 +6,15 @@ swing with the head, most of all the farthest (a 10 degree turn about a head at 
 backdrop at 1.1 m by 9 cm). In a real video the room stays still. So the sequence gets one
 **backdrop** for all its frames: the photo with the person taken out and the hole filled
 (:func:`estimate`), an opaque plane at the MPI's far depth, fixed in the frame's camera (the
-world). Each frame is then drawn at the head's pose over that backdrop
-(:func:`mpitalk.mpi.over`) with its **back planes** (at or beyond ``split_m``) kept only on the
-person (:func:`mask_back`): the room they hold is dropped, and what of the person the model put
-there (a few per cent of the head, on some real photos) still moves with the head.
+world). Each frame then shows only its **head planes** (nearer than ``split_m``; the person:
+face, hair, neck and shoulders) at the head's pose, composited over that backdrop
+(:func:`mpitalk.mpi.over`); its back planes are dropped (:func:`without_back`).
 
-**The person** (:func:`person_mask`, in the photo's camera, at the fields' S px): where the
-head planes (nearer than ``split_m``: face, hair, neck, shoulders) cover the photo (the MPI seen
-from where it was made: no warp), together with the head's hull from MediaPipe's landmarks on
-the photo (``footage.head_mask``, the real-footage head mask). The hole is the person grown a
-little, filled by pull-push interpolation (Gortler et al. 1996, "The Lumigraph", sec. 3.4.2:
-average down a pyramid over the known pixels, then fill each level's unknown pixels from the
-coarser one): smooth, and only ever seen in the thin slivers a moving head uncovers.
+The hole is where the head planes cover the photo in the photo's own camera (the MPI seen from
+where it was made: no warp), grown a little, and filled by pull-push interpolation (Gortler et
+al. 1996, "The Lumigraph", sec. 3.4.2: average down a pyramid over the known pixels, then fill
+each level's unknown pixels from the coarser one): smooth, and only ever seen in the thin
+slivers a moving head uncovers.
 
 A synthetic dataset's backdrop moves with its head (docs/dataset.md: one rigid transform per
 image), so its evaluation renders frames whole (``static=False``), as its ground truth was made.
@@ -42,30 +39,11 @@ def back_planes(depths: np.ndarray, split_m: float = SPLIT_M) -> int:
     return int(np.clip(np.sum(depths >= split_m), 1, len(depths) - 1))
 
 
-def mask_back(alpha: np.ndarray, keep: np.ndarray | None, k: int) -> np.ndarray:
-    """Plane alphas (D,H,W) (float or uint8) with the first ``k`` (the back planes) transparent
-    outside ``keep`` (H,W) bool (None: everywhere), the others as they are."""
+def without_back(alpha: np.ndarray, k: int) -> np.ndarray:
+    """Plane alphas (D,...) with the first ``k`` (the back planes) transparent."""
     out = np.array(alpha, copy=True)
-    out[:k] = 0 if keep is None else np.where(np.asarray(keep, bool), out[:k], 0)
+    out[:k] = 0
     return out
-
-
-def person_mask(cover: np.ndarray, identity: np.ndarray | None = None,
-                threshold: float = HEAD_COVER) -> np.ndarray:
-    """(S,S) bool, the person in the photo's camera: the head planes' coverage ``cover`` (S,S)
-    above ``threshold``, or inside the head's hull from MediaPipe on ``identity`` (S,S,3) (the
-    photo at S px, float in [0,1] or uint8; None, or no face found: the coverage alone)."""
-    person = np.asarray(cover) > threshold
-    if identity is not None:
-        from mpitalk import face, footage
-
-        img = np.asarray(identity)
-        img8 = img if img.dtype == np.uint8 else np.round(np.clip(img, 0, 1) * 255).astype(
-            np.uint8)
-        faces = face.detect_faces(np.ascontiguousarray(img8[..., :3]), max_faces=1)
-        if faces:
-            person |= footage.head_mask(faces[0].landmarks_px, person.shape[0]) > 127
-    return person
 
 
 def head_cover(alpha: np.ndarray, k: int) -> np.ndarray:
@@ -119,17 +97,18 @@ def pull_push(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(known[..., None], img, up).astype(np.float32)
 
 
-def estimate(photo: np.ndarray, person: np.ndarray, grow: float = GROW) -> np.ndarray:
-    """The backdrop (P,P,3) float32: ``photo`` (P,P,3) in [0,1] (or uint8) outside the person
-    (``person`` (S,S) bool in the photo's camera, :func:`person_mask`); inside it, grown by
-    ``grow`` of the side, the room filled by :func:`pull_push` at S px and upsampled (bilinear)
-    to P."""
+def estimate(photo: np.ndarray, cover: np.ndarray, threshold: float = HEAD_COVER,
+             grow: float = GROW) -> np.ndarray:
+    """The backdrop (P,P,3) float32: ``photo`` (P,P,3) in [0,1] (or uint8) where the head planes'
+    coverage ``cover`` (S,S) in the photo's camera (:func:`head_cover`) is at most ``threshold``;
+    inside that region, grown by ``grow`` of the side, the room filled by :func:`pull_push` at
+    the coverage's resolution S and upsampled (bilinear) to P."""
     photo = np.asarray(photo)
     photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 \
         else photo.astype(np.float32)
     P = photo.shape[0]
-    S = person.shape[0]
-    hole = _grow(np.asarray(person, bool), max(1, int(round(grow * S))))
+    S = cover.shape[0]
+    hole = _grow(np.asarray(cover) > threshold, max(1, int(round(grow * S))))
     small = _resize(photo, S)
     filled = pull_push(small, ~hole)
     if P == S:
@@ -173,18 +152,16 @@ def scaled_K(K: np.ndarray, from_px: int, to_px: int) -> np.ndarray:
 
 
 def from_first_frame(frames: Iterable[tuple[dict, np.ndarray]], photo: np.ndarray,
-                     depths: np.ndarray, identity: np.ndarray | None = None,
-                     split_m: float = SPLIT_M
-                     ) -> tuple[np.ndarray, np.ndarray, int, Iterator[tuple[dict, np.ndarray]]]:
+                     depths: np.ndarray, split_m: float = SPLIT_M
+                     ) -> tuple[np.ndarray, int, Iterator[tuple[dict, np.ndarray]]]:
     """For a stream of factored frames ``(fields, frame_from_mpi)`` (``generate_fields``):
-    ``(backdrop (P,P,3) float32, keep (S,S) bool: the person, back_planes, the same stream)``,
-    from the first frame's head planes and the head's hull on ``identity`` (the S-px photo)
-    over ``photo`` (P,P,3). Only the first frame is taken early."""
+    ``(backdrop (P,P,3) float32, back_planes, the same stream)``, the backdrop estimated from
+    the first frame's head planes over ``photo`` (P,P,3). Only the first frame is taken early."""
     it = iter(frames)
     try:
         first = next(it)
     except StopIteration:
         raise ValueError("no frames to make a backdrop from") from None
     k = back_planes(depths, split_m)
-    person = person_mask(head_cover(first[0]["alpha"], k), identity)
-    return estimate(photo, person), person, k, itertools.chain([first], it)
+    image = estimate(photo, head_cover(first[0]["alpha"], k))
+    return image, k, itertools.chain([first], it)

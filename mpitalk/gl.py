@@ -43,7 +43,6 @@ import moderngl
 import numpy as np
 
 from mpitalk import UserError
-from mpitalk.backdrop import backdrop_mpi, mask_back
 
 _CONTEXT: moderngl.Context | None = None
 
@@ -278,32 +277,30 @@ class GLRenderer:
         self.frame_from_mpi = np.eye(4)
         # the world backdrop (set_backdrop): a one-plane renderer of its own, drawn first
         self._backdrop: GLRenderer | None = None
-        self._back_planes = 0  # planes of each MPI (from the farthest) it replaces ...
-        self._keep: np.ndarray | None = None  # ... outside this (S,S) mask (the person)
+        self._back_planes = 0  # planes of each MPI (from the farthest) it replaces
 
     # ---- upload --------------------------------------------------------------------------
 
     def set_backdrop(self, backdrop: np.ndarray | None, depth_m: float = 1.0,
-                     K_src: np.ndarray | None = None, back_planes: int = 0,
-                     keep: np.ndarray | None = None) -> None:
+                     K_src: np.ndarray | None = None, back_planes: int = 0) -> None:
         """Show every MPI set from now on over a world backdrop (:mod:`mpitalk.backdrop`):
         ``backdrop`` (P,P,3) uint8 or float in [0,1], an opaque plane at ``depth_m`` in the
         frame's camera with intrinsics ``K_src`` (at P px), drawn at each view's pose alone (a
         frame's ``frame_from_mpi`` does not move it); the first ``back_planes`` planes of each
-        MPI are kept only inside ``keep`` ((S,S) bool at the planes' own size; None: nowhere),
-        ``backdrop.mask_back``. The JAX twin: ``mpi.over`` of the masked MPI's render over the
+        MPI are not drawn. The JAX twin: ``mpi.over`` of the head planes' render over the
         backdrop's. None: no backdrop (each MPI drawn whole, the default)."""
+        from mpitalk.backdrop import backdrop_mpi
+
         if backdrop is None:
             if self._backdrop is not None:
                 self._backdrop.release()
-            self._backdrop, self._back_planes, self._keep = None, 0, None
+            self._backdrop, self._back_planes = None, 0
             return
         rgba, depths = backdrop_mpi(backdrop, depth_m)
         if self._backdrop is None:
             self._backdrop = GLRenderer(*self.size, ctx=self.ctx)
         self._backdrop.set_mpi(rgba, depths, K_src)
         self._back_planes = int(back_planes)
-        self._keep = None if keep is None else np.asarray(keep, bool)
 
     def use_backdrop_of(self, seq) -> None:
         """Show the frames of ``seq`` (an ``mpi_io.MPISequence``) over its world backdrop when
@@ -325,9 +322,9 @@ class GLRenderer:
         if C != 4 or not 1 <= D <= MAX_PLANES:
             raise ValueError(f"rgba must be (D<={MAX_PLANES},H,W,4), got {rgba.shape}")
         straight = to_u8(rgba)  # premultiplied per bilinear tap in the shader
-        if self._back_planes:  # replaced by the world backdrop outside the person
+        if self._back_planes:  # replaced by the world backdrop
             straight = straight.copy()
-            straight[..., 3] = mask_back(straight[..., 3], self._keep, self._back_planes)
+            straight[:self._back_planes, ..., 3] = 0
         self._atlas(D, H, W)
         for i in range(D):
             x, y = self._cell_origin(i)
@@ -403,8 +400,9 @@ class GLRenderer:
         alpha8, blend8, color8 = (to_u8(np.asarray(fields[k])) for k in ("alpha", "blend",
                                                                            "color"))
         flow = np.ascontiguousarray(np.asarray(fields["flow"], np.float32))
-        if self._back_planes:  # replaced by the world backdrop outside the person
-            alpha8 = mask_back(alpha8, self._keep, self._back_planes)
+        if self._back_planes:  # replaced by the world backdrop
+            alpha8 = alpha8.copy()
+            alpha8[:self._back_planes] = 0
         D, S, _ = alpha8.shape
         G = flow.shape[0]
         if not 1 <= D <= MAX_PLANES or blend8.shape != (D, S, S) or color8.shape != (S, S, 3) \

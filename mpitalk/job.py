@@ -504,13 +504,12 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
                   f"{eye} px are upsampled from it")
         identity_report.update(photo_size=photo_size, photo_holds_px=held)
         frames = generate.generate_fields(model, config, identity, track, **kw)
-        room, keep, back = None, None, 0
+        room, back = None, 0
         if o.backdrop == "world":  # the room from the first frame's head planes (mpitalk.backdrop)
-            room, keep, back, frames = backdrop.from_first_frame(frames, photo, depths,
-                                                                 identity)
+            room, back, frames = backdrop.from_first_frame(frames, photo, depths)
         mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps,
                                        plane_groups=model.heads.plane_groups, backdrop=room,
-                                       back_planes=back, keep=keep)
+                                       back_planes=back)
     else:
         frames = generate.generate_frames(model, config, identity, track, **kw)
         mpi_dir = mpi_io.save(tmp / "mpi", frames, depths, K, fps=track.fps)

@@ -19,12 +19,11 @@ and the photo once, and :func:`mpitalk.mpi.materialize` defines the dense MPI at
     NAME/photo.png           (P,P,3) uint8 sRGB, lossless: the identity crop at full resolution
     NAME/frames/000000.npz   keys "alpha", "blend" (D,S,S) uint8; "color" (S,S,3) uint8; "flow"
                              (G,S,S,2) float16 (photo sides); "frame_from_mpi" (4,4) float32
-    NAME/backdrop.png        optional (mpi.json "backdrop": file, size, back_planes, keep): the
-                             world backdrop (:mod:`mpitalk.backdrop`), (B,B,3) uint8, an opaque
-    NAME/backdrop_keep.png   plane at depths[0] fixed in the frame's camera, and the person
-                             (S,S) uint8 0/255; a renderer that shows it keeps each frame's
-                             first back_planes planes only on the person and draws the frame at
-                             its pose over the backdrop. A reader that ignores them shows the
+    NAME/backdrop.png        optional (mpi.json "backdrop": file, size, back_planes): the world
+                             backdrop (:mod:`mpitalk.backdrop`), (B,B,3) uint8, an opaque plane
+                             at depths[0] fixed in the frame's camera; a renderer that shows it
+                             leaves out each frame's first back_planes planes and draws the rest
+                             at the frame's pose over it. A reader that ignores it shows the
                              frames whole (the room moving with the head), as before.
 
 Why a pose per frame: the model makes each MPI in the identity photo's camera; rendering every
@@ -74,7 +73,6 @@ DENSE_VERSION = 2  # what :func:`save` writes
 _DTYPES = ("uint8", "float16")
 PHOTO_NAME = "photo.png"
 BACKDROP_NAME = "backdrop.png"
-KEEP_NAME = "backdrop_keep.png"
 MAX_FRAMES = 10_000_000  # far beyond any real sequence (100 h at 25 fps); guards num_frames
 UPSAMPLE = ("bilinear",)  # upsampling methods of the fields (mpi.UPSAMPLE_METHODS)
 _FIX = "re-export the sequence"
@@ -215,8 +213,7 @@ def encode_fields(fields: dict) -> dict[str, np.ndarray]:
 
 def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarray]], photo,
                   depths, K, fps: float, plane_groups=None, *, color_space: str = "srgb",
-                  upsample: str = "bilinear", backdrop=None, back_planes: int = 0,
-                  keep=None) -> Path:
+                  upsample: str = "bilinear", backdrop=None, back_planes: int = 0) -> Path:
     """Write a factored MPI sequence (version 3) to the folder ``path`` (replaced if it
     exists) and return it.
 
@@ -225,8 +222,7 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
     float (see :func:`mpitalk.mpi.materialize`), frame_from_mpi (4,4). photo: (P,P,3) float in
     [0,1] or uint8, the identity crop at full resolution. depths (D,) metres, K (3,3) at S,
     plane_groups (D,) ints in [0,G) (default all 0). backdrop: optional (B,B,3) float or uint8,
-    the world backdrop, replacing each frame's first ``back_planes`` planes outside ``keep``
-    ((S,S) bool, the person; required with a backdrop) when shown.
+    the world backdrop, replacing each frame's first ``back_planes`` planes when shown.
     """
     from PIL import Image
 
@@ -246,11 +242,9 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
     backdrop8 = None if backdrop is None else _u8(backdrop)
     if backdrop8 is not None and (backdrop8.ndim != 3 or backdrop8.shape[2] != 3
                                   or backdrop8.shape[0] != backdrop8.shape[1]
-                                  or not 1 <= back_planes < D or keep is None
-                                  or np.ndim(keep) != 2):
-        raise ValueError(f"backdrop must be (B,B,3) with 1 <= back_planes < D={D} and a keep "
-                         f"mask (S,S), got {backdrop8.shape}, {back_planes} and "
-                         f"{None if keep is None else np.shape(keep)}")
+                                  or not 1 <= back_planes < D):
+        raise ValueError(f"backdrop must be (B,B,3) with 1 <= back_planes < D={D}, got "
+                         f"{backdrop8.shape} and {back_planes}")
     tmp = _open_tmp(path)
     with swap_in(tmp, path):
         (tmp / "frames").mkdir()
@@ -284,13 +278,9 @@ def save_factored(path: str | os.PathLike, frames: Iterable[tuple[dict, np.ndarr
                      "plane_groups": groups.tolist(), "num_groups": int(G),
                      "upsample": upsample})
         if backdrop8 is not None:
-            if np.shape(keep) != (S, S):
-                raise ValueError(f"keep must be (S,S) = ({S},{S}), got {np.shape(keep)}")
             Image.fromarray(backdrop8).save(tmp / BACKDROP_NAME)
-            Image.fromarray(np.where(np.asarray(keep, bool), 255, 0).astype(np.uint8)).save(
-                tmp / KEEP_NAME)
             meta["backdrop"] = {"file": BACKDROP_NAME, "size": int(backdrop8.shape[0]),
-                                "back_planes": int(back_planes), "keep": KEEP_NAME}
+                                "back_planes": int(back_planes)}
         (tmp / "mpi.json").write_text(json.dumps(meta, indent=1) + "\n")
     return path
 
@@ -369,8 +359,7 @@ class MPISequence:
                 raise UserError(f"{self.frame_path(i)}: missing, though {meta_path} lists "
                                 f"{self.num_frames} frames; {_FIX}")
         for name, what in ((getattr(self, "photo_name", None), "photo"),
-                           (getattr(self, "backdrop_name", None), "backdrop"),
-                           (getattr(self, "keep_name", None), "backdrop's person mask")):
+                           (getattr(self, "backdrop_name", None), "backdrop")):
             if name is not None and not (self.path / name).is_file():
                 raise UserError(f"{self.path / name}: the sequence's {what} is missing; {_FIX}")
 
@@ -420,7 +409,6 @@ class MPISequence:
         if self.upsample not in UPSAMPLE:
             raise ValueError(f"upsample must be one of {UPSAMPLE}, got {self.upsample!r}")
         self.backdrop_name, self.backdrop_size, self.back_planes = None, 0, 0
-        self.keep_name = None
         b = meta.get("backdrop")
         if b is not None:
             if not isinstance(b, dict):
@@ -429,7 +417,6 @@ class MPISequence:
             self.backdrop_size = _as_count(b["size"], "backdrop.size", 1, 1 << 15)
             self.back_planes = _as_count(b["back_planes"], "backdrop.back_planes", 1,
                                          self.num_planes - 1)
-            self.keep_name = _file_name(b["keep"], "backdrop.keep")
 
     # ---- files ---------------------------------------------------------------------------
 
@@ -577,18 +564,17 @@ class MPISequence:
         """Frame ``index``'s fields as float32 (see :meth:`fields_and_pose`)."""
         return self.fields_and_pose(index)[0]
 
-    def _image(self, name: str, size: int, what: str, mode: str = "RGB") -> np.ndarray:
-        """The (size,size,3) uint8 image ``name`` of the folder (``mode`` "L": (size,size)),
-        checked."""
+    def _image(self, name: str, size: int, what: str) -> np.ndarray:
+        """The (size,size,3) uint8 image ``name`` of the folder, checked."""
         from PIL import Image, UnidentifiedImageError
 
         p = self.path / name
         try:
             with Image.open(p) as im:
-                image = np.asarray(im.convert(mode) if im.mode != mode else im)
+                image = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise UserError(f"{p}: damaged {what} ({exc}); {_FIX}") from exc
-        if image.shape != ((size, size, 3) if mode == "RGB" else (size, size)):
+        if image.shape != (size, size, 3):
             raise UserError(f"{p}: {what} is {image.shape[1]}x{image.shape[0]}, mpi.json says "
                             f"{what}_size {size}; {_FIX}")
         return image
@@ -606,21 +592,13 @@ class MPISequence:
             return None
         return self._image(self.backdrop_name, self.backdrop_size, "backdrop")
 
-    @functools.cached_property
-    def backdrop_keep(self) -> np.ndarray | None:
-        """The person (S,S) bool of the world backdrop (read once), or None without one."""
-        if not self.factored or self.keep_name is None:
-            return None
-        return self._image(self.keep_name, self.height, "backdrop_keep", mode="L") > 127
-
-    def backdrop_plane(self) -> tuple[np.ndarray, float, np.ndarray, int, np.ndarray] | None:
-        """``(image, depth_m, K, back_planes, keep)`` of the world backdrop, the arguments of
+    def backdrop_plane(self) -> tuple[np.ndarray, float, np.ndarray, int] | None:
+        """``(image, depth_m, K, back_planes)`` of the world backdrop, the arguments of
         ``GLRenderer.set_backdrop`` (K at the image's size), or None without one."""
         image = self.backdrop_u8
         if image is None:
             return None
-        return (image, float(self.depths[0]), self.K_at(image.shape[0]), self.back_planes,
-                self.backdrop_keep)
+        return image, float(self.depths[0]), self.K_at(image.shape[0]), self.back_planes
 
     @functools.cached_property
     def photo(self) -> np.ndarray:

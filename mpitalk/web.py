@@ -10,9 +10,7 @@ A bundle is a folder that works from any plain web server and loads nothing from
     SITE/scene.json    depths, K (at S), per-frame frame_from_mpi, fps, plane groups, atlas layout
     SITE/photo.jpg     the identity photo (P,P,3) once, JPEG 4:4:4
     SITE/backdrop.jpg  the world backdrop (B,B,3), JPEG 4:4:4, when the sequence has one
-                       (scene.json "backdrop": file, size, back_planes; mpitalk.backdrop):
-                       the page draws it behind every frame at the view's pose alone, and the
-                       atlas holds the back planes already kept on the person only
+                       (scene.json "backdrop": file, size, back_planes; mpitalk.backdrop)
     SITE/fields.mp4    the per-frame fields as a tiled atlas video (H.264), with the audio if any
 
 The atlas (one video frame per MPI frame) holds every field as a grey S x S tile in the luma
@@ -55,7 +53,6 @@ from pathlib import Path
 import numpy as np
 
 from mpitalk import UserError, run_cli
-from mpitalk.backdrop import mask_back
 from mpitalk.atomic import is_within, swap_in, temp_dir_beside
 
 BUNDLE_FORMAT = "mpitalk-web"
@@ -304,9 +301,6 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         try:
             for t in tqdm(range(T), desc="web atlas", unit="frame", disable=not progress):
                 fields, pose = seq.fields_and_pose(t)
-                if room is not None:  # the back planes hold the person only (mpitalk.backdrop)
-                    fields["alpha"] = mask_back(fields["alpha"], seq.backdrop_keep,
-                                                seq.back_planes)
                 proc.stdin.write(_atlas_yuv(_tiles(fields, atlas, flow_range), atlas))
                 # float32 poses: 7 significant digits hold them exactly enough and keep
                 # scene.json small (it grows by one pose a frame)

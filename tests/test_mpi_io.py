@@ -330,12 +330,10 @@ def test_backdrop_round_trip_and_its_errors(tmp_path):
     depths = np.array([1.2, 0.9, 0.7, 0.5])
     K = camera.intrinsics(9.0, 6, 6)
     folder = tmp_path / "seq"
-    keep = rng.random((6, 6)) > 0.5
     mpi_io.save_factored(folder, iter(frames), photo, depths, K, fps=25, backdrop=room,
-                         back_planes=2, keep=keep)
+                         back_planes=2)
     seq = mpi_io.load(folder)
-    image, depth_m, K_room, k, got_keep = seq.backdrop_plane()
-    np.testing.assert_array_equal(got_keep, keep)
+    image, depth_m, K_room, k = seq.backdrop_plane()
     np.testing.assert_array_equal(image, room)  # PNG: lossless
     assert depth_m == pytest.approx(1.2) and k == 2
     np.testing.assert_allclose(K_room, camera.scale_intrinsics(K, 16 / 6, 16 / 6), rtol=1e-6)
@@ -346,10 +344,7 @@ def test_backdrop_round_trip_and_its_errors(tmp_path):
     # nonsense is refused before anything is written, and damage is a one-line error
     with pytest.raises(ValueError, match="back_planes"):
         mpi_io.save_factored(tmp_path / "bad", iter(frames), photo, depths, K, fps=25,
-                             backdrop=room, back_planes=4, keep=keep)
-    with pytest.raises(ValueError, match="keep"):
-        mpi_io.save_factored(tmp_path / "bad", iter(frames), photo, depths, K, fps=25,
-                             backdrop=room, back_planes=2, keep=keep[:5])
+                             backdrop=room, back_planes=4)
     assert not (tmp_path / "bad").exists()
     (folder / "backdrop.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match="backdrop.png: damaged backdrop"):

@@ -152,19 +152,18 @@ def load_clips(data: str | Path, split: str, size: int, max_clips: int | None = 
 def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K: np.ndarray,
                   frame_from_mpi: np.ndarray) -> np.ndarray:
     """Frames (T,S,S,3) of MPIs (T,D,S,S,4) made in the photo's camera as the main job shows
-    them (``mpitalk.backdrop``, ``GLRenderer.set_backdrop``): each frame at its pose, its back
-    planes kept on the person only, over one world backdrop at the frame camera's own pose,
-    both from the first frame's head planes and the head's hull on ``identity`` (S,S,3)."""
+    them (``mpitalk.backdrop``, ``GLRenderer.set_backdrop``): each frame's head planes at its
+    pose over one world backdrop, estimated from the first frame's head planes over
+    ``identity`` (S,S,3), at the frame camera's own pose."""
     from mpitalk import backdrop, mpi
 
     k = backdrop.back_planes(depths)
-    person = backdrop.person_mask(backdrop.head_cover(mpis[0][..., 3], k), identity)
-    room, room_depth = backdrop.backdrop_mpi(backdrop.estimate(identity, person),
-                                             float(depths[0]))
+    room, room_depth = backdrop.backdrop_mpi(
+        backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k)), float(depths[0]))
     eye = np.eye(4, dtype=np.float32)[None]
     room_out = mpi.RenderOut(*(np.asarray(x)[0] for x in _render_outs(room, room_depth, K, eye)))
     heads = np.array(mpis, np.float32, copy=True)
-    heads[..., 3] = np.stack([backdrop.mask_back(m[..., 3], person, k) for m in heads])
+    heads[:, :k, ..., 3] = 0
     out = []
     for t in range(len(heads)):
         head = mpi.RenderOut(*(np.asarray(x)[0] for x in _render_outs(

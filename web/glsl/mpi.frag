@@ -1,10 +1,10 @@
 #version 300 es
 // A factored MPI rendered into one view: mpi.materialize + mpi.render (mpitalk/mpi.py) in one
-// pass. The page inserts "#define NUM_PLANES D", "#define FLOW_GROUPS G" (0 = no flow stored)
-// and "#define BACKDROP b" after the #version line: with a world backdrop (b = 1,
-// mpitalk/backdrop.py; the bundle's back planes then hold the person only) the backdrop, an
-// opaque plane at depths[0] fixed in the frame's camera, is drawn behind the planes at the
-// view's pose alone (mpi.over of the two renders).
+// pass. The page inserts "#define NUM_PLANES D", "#define FLOW_GROUPS G" (0 = no flow stored),
+// "#define FIRST_PLANE k" and "#define BACKDROP b" after the #version line: with a world
+// backdrop (b = 1, mpitalk/backdrop.py) the planes below k are left out and the backdrop, an
+// opaque plane at depths[0] fixed in the frame's camera, is drawn behind the rest at the view's
+// pose alone (mpi.over of the two renders); without one (b = 0, k = 0) every plane is drawn.
 //
 // For each pixel of the view, the ray from the view's centre is intersected with every plane
 // z = d_i of the MPI's camera (front to back, so the loop can stop once the pixel is opaque).
@@ -48,7 +48,7 @@ void main() {
   vec3 r = u_ray * vec3(px, 1.0);
   vec3 acc = vec3(0.0);
   float trans = 1.0;
-  for (int i = NUM_PLANES - 1; i >= 0; --i) {
+  for (int i = NUM_PLANES - 1; i >= FIRST_PLANE; --i) {
     float d = u_depths[i];
     float s = (d - u_origin.z) / r.z;  // the view's z of the hit (its ray has unit view z)
     if (!(s > 0.0)) continue;          // behind the view (or parallel to the plane)

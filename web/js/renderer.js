@@ -36,10 +36,11 @@ export class MPIRenderer {
     this.gl = gl;
     this.scene = scene;
     const a = scene.atlas, D = scene.num_planes, S = a.tile;
-    // with a world backdrop it is drawn behind each frame, at the view's pose alone (the
-    // atlas's back planes hold the person only: mpitalk/backdrop.py, mpitalk/web.py)
-    const back = backdrop && scene.backdrop ? 1 : 0;
-    const defines = { NUM_PLANES: D, FLOW_GROUPS: a.flow_groups, BACKDROP: back };
+    // with a world backdrop, each frame's first back_planes planes are left out and the
+    // backdrop is drawn behind the rest, at the view's pose alone (mpitalk/backdrop.py)
+    const back = backdrop && scene.backdrop ? scene.backdrop.back_planes : 0;
+    const defines = { NUM_PLANES: D, FLOW_GROUPS: a.flow_groups, FIRST_PLANE: back,
+                      BACKDROP: back > 0 ? 1 : 0 };
     const link = (frag, name) => {
       const prog = gl.createProgram();
       gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, sources.vert, 'glsl/mpi.vert'));
