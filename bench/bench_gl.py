@@ -266,6 +266,11 @@ def main(argv=None) -> None:
         row = bench_fields(renderer, raw, seq.photo_u8, seq.depths, seq.K, real_views, SIZE)
         row["photo_size"] = seq.photo_size
         results["fields"]["real_frame"] = row
+        if seq.backdrop_plane() is not None:  # the job's world backdrop: one more pass a view
+            renderer.use_backdrop_of(seq)
+            results["fields"]["real_frame_world_backdrop"] = bench_fields(
+                renderer, raw, seq.photo_u8, seq.depths, seq.K, real_views, SIZE)
+            renderer.set_backdrop(None)
         dense128, _ = seq.raw_and_pose(0)  # today: the 128-px dense MPI, eyes at 512
         results["fields"]["real_frame_dense_128"] = bench_dense_packed(
             renderer, dense128, seq.depths, seq.K, real_views)

