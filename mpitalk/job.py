@@ -215,7 +215,8 @@ def load_track(o: JobOptions):
     return track
 
 
-def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6) -> None:
+def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6,
+                  backdrop: bool = True) -> None:
     """Preview PNG: the identity, then for a few frames the centre view, the alpha-weighted
     depth (near = bright) and the views from 10 degrees left and right of the head (GL). A
     factored MPI's cells are at its photo's resolution (at most 256 px), the photo first."""
@@ -235,7 +236,8 @@ def contact_sheet(identity: np.ndarray | None, seq, path: Path, columns: int = 6
     poses = [np.eye(4, dtype=np.float32)] + [
         camera.orbit_pose(np.float32(np.radians(a)), np.float32(0.0), pivot) for a in (-10, 10)]
     renderer = gl.GLRenderer(seq.width if not seq.factored else cell, cell)
-    renderer.use_backdrop_of(seq)
+    if backdrop:  # the sequence's world backdrop, if it has one
+        renderer.use_backdrop_of(seq)
     near, far = float(seq.depths[-1]), float(seq.depths[0])
     cols = []
     for t in picks:
@@ -423,7 +425,8 @@ def run_job(o: JobOptions) -> dict:
             if o.web:  # before the export: a sequence the page cannot take fails at once
                 from mpitalk import web
 
-                summary = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet)
+                summary = web.build(mpi_dir, tmp / "web", audio=o.audio, progress=not o.quiet,
+                                    backdrop=o.backdrop == "world")
                 report["web"] = summary | {"out": str(final / "web")}  # not the temporary folder
             t0 = time.perf_counter()
             # eyes: --eye-size, else 512 when generating, else the MPI's own size (a factored one's
@@ -434,10 +437,11 @@ def run_job(o: JobOptions) -> dict:
                 mpi_dir, tmp, eye_size=eye_size, layout=o.layout, half=o.half, ipd_mm=o.ipd_mm,
                 convergence_m=o.convergence_m, novel_view=o.novel_view, audio=o.audio, crf=o.crf,
                 ply_frame=o.ply, progress=not o.quiet, name="mpitalk",
-                note=o.mpi is not None)  # a generating job has said what its photo holds
+                note=o.mpi is not None,  # a generating job has said what its photo holds
+                backdrop=o.backdrop == "world")
             timings["export_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            contact_sheet(identity, seq, tmp / "preview.png")
+            contact_sheet(identity, seq, tmp / "preview.png", backdrop=o.backdrop == "world")
             timings["preview_s"] = time.perf_counter() - t0
             timings["total_s"] = time.perf_counter() - t_start
             report.update({

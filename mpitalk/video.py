@@ -317,7 +317,7 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                         novel_view: str | None = "orbit", audio: str | os.PathLike | None = None,
                         ply_frame: int | None = None, crf: int = 18, progress: bool = True,
                         name: str | None = None, suffix: str | None = None,
-                        note: bool = True) -> dict[str, Path]:
+                        note: bool = True, backdrop: bool = True) -> dict[str, Path]:
     """Render a saved MPI sequence (:mod:`mpitalk.mpi_io`) to videos with the GL renderer.
 
     Writes into ``out_dir``: ``NAME_LR.mp4`` (or ``_TB``; ``suffix`` overrides) stereo, each eye
@@ -329,6 +329,8 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     ``NAME_frameNNNNNN.ply`` a point cloud of frame ``ply_frame`` (:mod:`mpitalk.geometry`).
     ``ipd_mm``: the eye baseline; ``convergence_m``: the depth put at zero disparity (None or inf:
     parallel eyes, see the module docstring). ``NAME`` defaults to the MPI folder's name.
+    ``backdrop``: show the sequence's world backdrop if it has one (:mod:`mpitalk.backdrop`);
+    False draws each frame whole.
     Returns ``{"stereo": path, "novel_view": path, "ply": path}`` for what was written.
     """
     from tqdm import tqdm
@@ -374,7 +376,8 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     frame_w, frame_h = (2 * view_w, view_h) if layout == "sbs" else (view_w, 2 * view_h)
 
     renderer = gl.GLRenderer(view_w, view_h)
-    renderer.use_backdrop_of(seq)
+    if backdrop:
+        renderer.use_backdrop_of(seq)
     outputs: dict[str, Path] = {}
     suffix = LAYOUTS[layout][0] if suffix is None else suffix
     stereo_path = out_dir / f"{name}{suffix}.mp4"

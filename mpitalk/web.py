@@ -237,14 +237,16 @@ def _is_bundle(folder: Path) -> bool:
 
 def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | None = None,
           crf: int = DEFAULT_CRF, photo_quality: int = DEFAULT_PHOTO_QUALITY,
-          progress: bool = False) -> dict:
+          progress: bool = False, backdrop: bool = True) -> dict:
     """Write the web bundle of the factored MPI sequence ``mpi_dir`` to the folder ``out``
     (an older bundle there is replaced; written to a temporary sibling and renamed when
     complete; any other existing folder is refused).
 
     audio: a sound file to mux into fields.mp4 (cut to the video's length). crf: x264 quality of
-    the atlas (lower = better, larger). Returns a summary: frames, seconds, byte sizes of the
-    parts, ``fixed_bytes`` (page + photo + backdrop: what does not grow with the sequence),
+    the atlas (lower = better, larger). backdrop: pack the sequence's world backdrop, if it has
+    one (False: the page draws each frame whole). Returns a summary: frames, seconds, byte
+    sizes of the parts, ``fixed_bytes`` (page + photo + backdrop: what does not grow with the
+    sequence),
     ``growth_bytes_per_s`` (video + scene.json per second of video), build seconds.
     """
     from PIL import Image
@@ -279,7 +281,7 @@ def build(mpi_dir: str | os.PathLike, out: str | os.PathLike, *, audio: str | No
         photo = np.round(np.clip(np.asarray(seq.photo, np.float32), 0, 1) * 255).astype(np.uint8)
         # 4:4:4 (subsampling=0): the photo carries the full-resolution detail of the face
         Image.fromarray(photo).save(tmp / "photo.jpg", quality=photo_quality, subsampling=0)
-        room = seq.backdrop_u8  # the world backdrop (mpitalk.backdrop), if the sequence has one
+        room = seq.backdrop_u8 if backdrop else None  # the world backdrop (mpitalk.backdrop)
         if room is not None:
             Image.fromarray(room).save(tmp / BACKDROP_FILE, quality=photo_quality,
                                        subsampling=0)

@@ -151,3 +151,26 @@ def test_a_face_the_rig_cannot_be_matched_to_is_said_and_reported(tmp_path, monk
     assert report["identity"]["face_found_after_crop"] is True
     assert report["identity"]["prior_aligned"] is False
     assert "could not be matched to this face" in capsys.readouterr().out
+
+
+def test_rerendering_with_backdrop_head_draws_the_frames_whole(job_out, tmp_path):
+    """``--mpi`` with ``--backdrop head``: the stored world backdrop is not shown; the eyes are
+    the GL render of each frame whole (test_exported_eyes_... checks the other way)."""
+    seq = mpi_io.load(job_out / "mpi")
+    assert seq.backdrop_plane() is not None
+    out = tmp_path / "whole"
+    assert render.main(["--mpi", str(job_out / "mpi"), "--out", str(out), "--quiet",
+                        "--novel-view", "none", "--backdrop", "head", "--crf", "4"]) == 0
+    left = decode(out / "mpitalk_LR.mp4")[0][:, :96].astype(np.float64) / 255
+    r = gl.GLRenderer(96, 96)
+    fields, pose = seq.fields_raw_and_pose(0)
+    K = seq.K_at(96)
+    views = gl.stereo_views(K, 0.063, 0.6)
+    r.set_fields(fields, seq.photo_u8, seq.depths, seq.K, 96, pose, seq.plane_groups)
+    whole = r.render_views(views)[:, :96, :3]
+    r.use_backdrop_of(seq)
+    r.set_fields(fields, seq.photo_u8, seq.depths, seq.K, 96, pose, seq.plane_groups)
+    over = r.render_views(views)[:, :96, :3]
+    r.release()
+    assert np.abs(left - whole).mean() < 4 / 255
+    assert np.abs(whole - over).max() > 0.1  # the two differ somewhere (the premise)
