@@ -7,7 +7,11 @@ self-reenactment of each clip with the shipped model, its frames rendered four w
 - ``drop_hull``: the same, the hole also covering MediaPipe's head hull on the photo
   (``footage.head_mask``);
 - ``keep_on_person``: the far planes kept (moving with the head) on the person (cover or hull),
-  dropped elsewhere, over the same backdrop.
+  dropped elsewhere, over the same backdrop;
+- ``torso_still``, ``torso_still_g1.3``: as ``drop``, but only the head moves: the near planes
+  inside MediaPipe's head hull (grown 1.0x or 1.3x more about the face centre, its edge blurred
+  over 5 px) at the frame's pose, the rest of them (neck, shoulders) at the camera's own, still
+  like the backdrop.
 
 Prints and writes per clip and mean: whole-frame LPIPS, PSNR on the tracked head mask and
 LPIPS with the real background pasted around the head (``evaluate --footage``'s ``lpips``,
@@ -31,16 +35,28 @@ from mpitalk.evaluate.footage import DEFAULT_MAX_FRAMES, load_clips
 from mpitalk.evaluate.generation import generate_clip, load_model
 from mpitalk.evaluate.scores import render_frames
 
-VARIANTS = ("whole", "drop", "drop_hull", "keep_on_person")
+VARIANTS = ("whole", "drop", "drop_hull", "keep_on_person", "torso_still", "torso_still_g1.3")
 
 
-def hull(identity: np.ndarray) -> np.ndarray:
-    """MediaPipe's head hull on the S-px photo (S,S) bool (all False without a face)."""
+def hull(identity: np.ndarray, grow: float = 1.0) -> np.ndarray:
+    """MediaPipe's head hull on the S-px photo (S,S) bool (all False without a face), its
+    landmarks first spread ``grow`` times about the face centre."""
     img8 = np.round(np.clip(identity, 0, 1) * 255).astype(np.uint8)
     faces = face.detect_faces(img8, max_faces=1)
     S = identity.shape[0]
-    return (footage.head_mask(faces[0].landmarks_px, S) > 127) if faces else np.zeros((S, S),
-                                                                                       bool)
+    if not faces:
+        return np.zeros((S, S), bool)
+    lm = faces[0].landmarks_px.astype(np.float64)
+    centre = (lm[face.FOREHEAD] + lm[face.CHIN]) / 2
+    return footage.head_mask(centre + grow * (lm - centre), S) > 127
+
+
+def soft(mask: np.ndarray, r: int = 2) -> np.ndarray:
+    """A box blur of a bool mask over (2r+1) px each way."""
+    out = mask.astype(np.float32)
+    for ax in (0, 1):
+        out = sum(np.roll(out, d, ax) for d in range(-r, r + 1)) / (2 * r + 1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +82,21 @@ def main(argv: list[str] | None = None) -> int:
             out.append(np.clip(np.asarray(mpi.over(render(m, depths, K, pose), room).rgb), 0, 1))
         return np.stack(out)
 
+    def torso_still(mpis, poses, identity, cover, head):
+        rgba, d = backdrop.backdrop_mpi(backdrop.estimate(identity, cover), float(depths[0]))
+        room = render(rgba, d, K, eye)
+        out = []
+        for m, pose in zip(mpis, poses, strict=True):
+            m = m.copy()
+            m[:k, ..., 3] = 0
+            moving, still = m.copy(), m.copy()
+            moving[..., 3] *= head
+            still[..., 3] *= 1 - head
+            world = mpi.over(render(still, depths, K, eye), room)
+            out.append(np.clip(np.asarray(mpi.over(render(moving, depths, K, pose),
+                                                   world).rgb), 0, 1))
+        return np.stack(out)
+
     rows = []
     for clip in load_clips(a.footage, "test", config.image_size, None, DEFAULT_MAX_FRAMES):
         c = clip.data
@@ -78,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         frames = {"whole": render_frames(mpis, depths, K, poses[:, None])[0][:, 0],
                   "drop": over_room(mpis, poses, identity, cover, None),
                   "drop_hull": over_room(mpis, poses, identity, person, None),
-                  "keep_on_person": over_room(mpis, poses, identity, person, person)}
+                  "keep_on_person": over_room(mpis, poses, identity, person, person),
+                  "torso_still": torso_still(mpis, poses, identity, cover,
+                                             soft(hull(identity))),
+                  "torso_still_g1.3": torso_still(mpis, poses, identity, cover,
+                                                  soft(hull(identity, 1.3)))}
         row = {"clip": clip.name}
         for name, x in frames.items():
             row[name] = {
