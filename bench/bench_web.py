@@ -134,7 +134,7 @@ def page_checks(site: Path, size: int, n_frames: int) -> dict:
     T = bundle.scene["num_frames"]
     frames = sorted({0, T // 2, T - 1})
     decoded = {t: f for t, f in enumerate(bundle.frames()) if t in frames}
-    S, P = bundle.scene["size"], bundle.photo.shape[0]
+    S = bundle.scene["size"]
     pivot = np.array([0.0, 0.0, camera.DEFAULT_HEAD_DEPTH_M], np.float32)
     left, right = camera.stereo_eyes(camera.DEFAULT_IPD_M)
     poses = {"identity": np.eye(4, dtype=np.float32), "left": left, "right": right,
@@ -142,15 +142,15 @@ def page_checks(site: Path, size: int, n_frames: int) -> dict:
              "yaw-10": camera.orbit_pose(np.float32(np.radians(-10)), np.float32(0), pivot)}
     import jax
 
-    ref_render = jax.jit(lambda dense, pose: mpi.render(
-        dense, bundle.depths, camera.scale_intrinsics(bundle.K, P / S), pose,
-        camera.scale_intrinsics(bundle.K, size / S), (size, size)).rgb)
+    K_view = camera.scale_intrinsics(bundle.K, size / S)
+    # the page's references, over the bundle's world backdrop when it has one (Bundle.reference)
+    ref_render = jax.jit(lambda fields, view, pose: bundle.reference(
+        fields, view, pose, K_view, (size, size), twin=False).rgb)
     server = web.make_server(site, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # mpi.render_fields: the shader's exact JAX twin (each plane evaluated where it is sampled)
-    twin_render = jax.jit(lambda fields, pose: mpi.render_fields(
-        fields, bundle.photo, P, bundle.depths, bundle.K, pose,
-        camera.scale_intrinsics(bundle.K, size / S), (size, size), bundle.plane_groups).rgb)
+    twin_render = jax.jit(lambda fields, view, pose: bundle.reference(
+        fields, view, pose, K_view, (size, size)).rgb)
     out: dict = {"psnr_db": {}, "psnr_twin_db": {}}
     try:
         with browser.Browser() as b:
@@ -163,13 +163,12 @@ def page_checks(site: Path, size: int, n_frames: int) -> dict:
             if ready != "ok":
                 raise RuntimeError(f"the page did not load: {ready}")
             for t in frames:
-                dense = mpi.materialize(decoded[t], bundle.photo, P, bundle.plane_groups)
                 for name, pose in poses.items():
                     got = _render_at(page, t, pose, size)
-                    ref = np.asarray(ref_render(dense, pose @ bundle.poses[t]))
+                    ref = np.asarray(ref_render(decoded[t], pose, bundle.poses[t]))
                     mse = float(np.mean((got / 255.0 - ref) ** 2))
                     out["psnr_db"][f"frame {t} {name}"] = 10 * math.log10(1 / max(mse, 1e-12))
-                    twin = np.asarray(twin_render(decoded[t], pose @ bundle.poses[t]))
+                    twin = np.asarray(twin_render(decoded[t], pose, bundle.poses[t]))
                     mse = float(np.mean((got / 255.0 - twin) ** 2))
                     out["psnr_twin_db"][f"frame {t} {name}"] = 10 * math.log10(1 / max(mse, 1e-12))
             out["face_disparity"] = face_disparity(page, bundle, decoded[0], size)

@@ -377,6 +377,37 @@ class Bundle:
         self.K = np.asarray(self.scene["K"], np.float32)
         self.plane_groups = np.asarray(self.scene["plane_groups"], np.int32)
 
+    def reference(self, fields: dict, view_from_frame, frame_from_mpi, K_view, hw,
+                  twin: bool = True):
+        """The JAX render (``mpi.RenderOut``) the page is held to for a frame's decoded
+        ``fields`` seen at ``view_from_frame``: ``mpi.render_fields`` (the shader's exact twin)
+        or, ``twin`` False, ``mpi.render(mpi.materialize(...))`` at the photo's size; with a
+        world backdrop, its first ``back_planes`` planes left out and the rest drawn over the
+        backdrop at ``view_from_frame`` alone (``mpi.over``), as the page does. jit-able with
+        ``hw`` static."""
+        import jax.numpy as jnp
+
+        from mpitalk import backdrop, mpi
+
+        S, P = int(self.scene["size"]), self.photo.shape[0]
+        pose = jnp.asarray(view_from_frame, jnp.float32) @ jnp.asarray(frame_from_mpi,
+                                                                       jnp.float32)
+        if self.backdrop is not None:  # the page leaves the back planes out
+            fields = {**fields, "alpha": jnp.asarray(fields["alpha"]).at[:self.back_planes].set(0)}
+        if twin:
+            out = mpi.render_fields(fields, self.photo, P, self.depths, self.K, pose, K_view, hw,
+                                    self.plane_groups)
+        else:
+            dense = mpi.materialize(fields, self.photo, P, self.plane_groups)
+            out = mpi.render(dense, self.depths, backdrop.scaled_K(self.K, S, P), pose, K_view,
+                             hw)
+        if self.backdrop is None:
+            return out
+        rgba, depth = backdrop.backdrop_mpi(self.backdrop, float(self.depths[0]))
+        room = mpi.render(rgba, depth, backdrop.scaled_K(self.K, S, rgba.shape[1]),
+                          jnp.asarray(view_from_frame, jnp.float32), K_view, hw)
+        return mpi.over(out, room)
+
     def frames(self) -> Iterator[dict]:
         """The decoded fields of every frame, in order."""
         import av
@@ -482,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", metavar="FILE", help="sound to play with the sequence")
     p.add_argument("--crf", type=int, default=DEFAULT_CRF,
                    help="H.264 quality of the field atlas (lower = better, larger)")
+    p.add_argument("--backdrop", choices=("world", "head"), default="world",
+                   help="world: the sequence's still backdrop, if it has one (the room stays put "
+                        "as the head moves); head: each frame drawn whole")
     p.add_argument("--serve", metavar="SITE", help="serve this bundle folder")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 opens it to the network")
@@ -503,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.out is None:
                 raise UserError("--out SITE is required with MPI_DIR (the bundle folder)")
             s = build(args.mpi_dir, args.out, audio=args.audio, crf=args.crf,
-                      progress=not args.quiet)
+                      progress=not args.quiet, backdrop=args.backdrop == "world")
             print(f"wrote {s['out']}/: {s['frames']} frames, {s['seconds']:.1f} s, "
                   f"{s['growth_bytes_per_s'] / 1e6:.2f} MB per second of video + page and "
                   f"photo {s['fixed_bytes'] / 1e6:.2f} MB, built in {s['build_s']:.1f} s")
