@@ -72,29 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     eye = np.eye(4, dtype=np.float32)
     k = backdrop.back_planes(depths)
 
-    def over_room(mpis, poses, identity, person, keep):
+    def over_room(mpis, poses, identity, person, keep, head=None):
+        """Each frame over the backdrop whose hole is ``person``, its back planes kept on
+        ``keep`` (None: nowhere); with ``head`` (S,S) in [0,1], only that part of the near
+        planes moves, the rest is drawn at the camera's own pose with the room."""
         rgba, d = backdrop.backdrop_mpi(backdrop.estimate(identity, person), float(depths[0]))
         room = render(rgba, d, K, eye)
         out = []
         for m, pose in zip(mpis, poses, strict=True):
             m = m.copy()
             m[:k, ..., 3] = 0 if keep is None else np.where(keep, m[:k, ..., 3], 0)
-            out.append(np.clip(np.asarray(mpi.over(render(m, depths, K, pose), room).rgb), 0, 1))
-        return np.stack(out)
-
-    def torso_still(mpis, poses, identity, cover, head):
-        rgba, d = backdrop.backdrop_mpi(backdrop.estimate(identity, cover), float(depths[0]))
-        room = render(rgba, d, K, eye)
-        out = []
-        for m, pose in zip(mpis, poses, strict=True):
-            m = m.copy()
-            m[:k, ..., 3] = 0
-            moving, still = m.copy(), m.copy()
-            moving[..., 3] *= head
-            still[..., 3] *= 1 - head
-            world = mpi.over(render(still, depths, K, eye), room)
-            out.append(np.clip(np.asarray(mpi.over(render(moving, depths, K, pose),
-                                                   world).rgb), 0, 1))
+            world = room
+            if head is not None:
+                still = m.copy()
+                still[..., 3] *= 1 - head
+                m[..., 3] *= head
+                world = mpi.over(render(still, depths, K, eye), room)
+            out.append(np.clip(np.asarray(mpi.over(render(m, depths, K, pose), world).rgb), 0, 1))
         return np.stack(out)
 
     rows = []
@@ -110,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                   "drop": over_room(mpis, poses, identity, cover, None),
                   "drop_hull": over_room(mpis, poses, identity, person, None),
                   "keep_on_person": over_room(mpis, poses, identity, person, person),
-                  "torso_still": torso_still(mpis, poses, identity, cover,
-                                             soft(hull(identity))),
-                  "torso_still_g1.3": torso_still(mpis, poses, identity, cover,
-                                                  soft(hull(identity, 1.3)))}
+                  "torso_still": over_room(mpis, poses, identity, cover, None,
+                                           soft(hull(identity))),
+                  "torso_still_g1.3": over_room(mpis, poses, identity, cover, None,
+                                                soft(hull(identity, 1.3)))}
         row = {"clip": clip.name}
         for name, x in frames.items():
             row[name] = {
