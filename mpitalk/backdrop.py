@@ -17,7 +17,7 @@ each level's unknown pixels from the coarser one): smooth, and only ever seen in
 slivers a moving head uncovers.
 
 A synthetic dataset's backdrop moves with its head (docs/dataset.md: one rigid transform per
-image), so its evaluation renders frames whole (``static=False``), as its ground truth was made.
+image), so its evaluation renders frames whole, as its ground truth was made.
 """
 
 from __future__ import annotations
@@ -142,13 +142,6 @@ def backdrop_mpi(backdrop: np.ndarray, far_m: float) -> tuple[np.ndarray, np.nda
     b = b.astype(np.float32) / 255.0 if b.dtype == np.uint8 else b.astype(np.float32)
     rgba = np.concatenate([b, np.ones(b.shape[:2] + (1,), np.float32)], -1)[None]
     return rgba, np.array([far_m], np.float32)
-
-
-def scaled_K(K: np.ndarray, from_px: int, to_px: int) -> np.ndarray:
-    """Intrinsics of an image of ``from_px`` resized to ``to_px`` (same field of view)."""
-    out = np.array(K, np.float64, copy=True)
-    out[:2] *= to_px / from_px
-    return out.astype(np.float32)
 
 
 def from_first_frame(frames: Iterable[tuple[dict, np.ndarray]], photo: np.ndarray,

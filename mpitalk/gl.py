@@ -43,6 +43,7 @@ import moderngl
 import numpy as np
 
 from mpitalk import UserError
+from mpitalk.backdrop import backdrop_mpi, without_back
 
 _CONTEXT: moderngl.Context | None = None
 
@@ -289,8 +290,6 @@ class GLRenderer:
         frame's ``frame_from_mpi`` does not move it); the first ``back_planes`` planes of each
         MPI are not drawn. The JAX twin: ``mpi.over`` of the head planes' render over the
         backdrop's. None: no backdrop (each MPI drawn whole, the default)."""
-        from mpitalk.backdrop import backdrop_mpi
-
         if backdrop is None:
             if self._backdrop is not None:
                 self._backdrop.release()
@@ -401,8 +400,7 @@ class GLRenderer:
                                                                            "color"))
         flow = np.ascontiguousarray(np.asarray(fields["flow"], np.float32))
         if self._back_planes:  # replaced by the world backdrop
-            alpha8 = alpha8.copy()
-            alpha8[:self._back_planes] = 0
+            alpha8 = without_back(alpha8, self._back_planes)
         D, S, _ = alpha8.shape
         G = flow.shape[0]
         if not 1 <= D <= MAX_PLANES or blend8.shape != (D, S, S) or color8.shape != (S, S, 3) \

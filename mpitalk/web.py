@@ -387,7 +387,7 @@ class Bundle:
         ``hw`` static."""
         import jax.numpy as jnp
 
-        from mpitalk import backdrop, mpi
+        from mpitalk import backdrop, camera, mpi
 
         S, P = int(self.scene["size"]), self.photo.shape[0]
         pose = jnp.asarray(view_from_frame, jnp.float32) @ jnp.asarray(frame_from_mpi,
@@ -399,12 +399,12 @@ class Bundle:
                                     self.plane_groups)
         else:
             dense = mpi.materialize(fields, self.photo, P, self.plane_groups)
-            out = mpi.render(dense, self.depths, backdrop.scaled_K(self.K, S, P), pose, K_view,
-                             hw)
+            out = mpi.render(dense, self.depths, camera.scale_intrinsics(self.K, P / S), pose,
+                             K_view, hw)
         if self.backdrop is None:
             return out
         rgba, depth = backdrop.backdrop_mpi(self.backdrop, float(self.depths[0]))
-        room = mpi.render(rgba, depth, backdrop.scaled_K(self.K, S, rgba.shape[1]),
+        room = mpi.render(rgba, depth, camera.scale_intrinsics(self.K, rgba.shape[1] / S),
                           jnp.asarray(view_from_frame, jnp.float32), K_view, hw)
         return mpi.over(out, room)
 

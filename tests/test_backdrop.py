@@ -112,7 +112,7 @@ def test_gl_backdrop_matches_jax(ctx, size, P):
     # the backdrop: a different image (so a wrong layer shows), at the far plane's depth
     room = np.ascontiguousarray(photo[::-1, ::-1])
     room_rgba, room_depth = backdrop.backdrop_mpi(room, float(DEPTHS[0]))
-    K_room = backdrop.scaled_K(K_S, S, P)
+    K_room = camera.scale_intrinsics(K_S, P / S)
     frame_from_mpi = np.asarray(camera.orbit_pose(np.float32(0.12), np.float32(0.03), PIVOT))
     head = {**as_float(fields), "alpha": backdrop.without_back(as_float(fields)["alpha"], k)}
     r = gl.GLRenderer(size, size, ctx=ctx)

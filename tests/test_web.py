@@ -569,7 +569,7 @@ def test_world_backdrop_matches_its_jax_twin(chrome, tmp_path_factory):
         decoded = list(bundle.frames())
         room_rgba, room_depth = backdrop.backdrop_mpi(bundle.backdrop, float(depths[0]))
         K_view = camera.scale_intrinsics(bundle.K, SIZE / S)
-        K_room = backdrop.scaled_K(bundle.K, S, P)
+        K_room = camera.scale_intrinsics(bundle.K, P / S)
         pivot = np.array([0.0, 0.0, 0.6], np.float32)
         poses = {"identity": np.eye(4, dtype=np.float32),
                  "left eye": np.asarray(camera.stereo_eyes(IPD_M)[0], np.float32),

@@ -160,25 +160,23 @@ def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K:
     k = backdrop.back_planes(depths)
     room, room_depth = backdrop.backdrop_mpi(
         backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k)), float(depths[0]))
-    eye = np.eye(4, dtype=np.float32)[None]
-    room_out = mpi.RenderOut(*(np.asarray(x)[0] for x in _render_outs(room, room_depth, K, eye)))
-    heads = np.array(mpis, np.float32, copy=True)
-    heads[:, :k, ..., 3] = 0
+    room_out = _render_one(room, room_depth, K, np.eye(4, dtype=np.float32))
     out = []
-    for t in range(len(heads)):
-        head = mpi.RenderOut(*(np.asarray(x)[0] for x in _render_outs(
-            heads[t], depths, K, frame_from_mpi[t][None])))
-        out.append(np.clip(np.asarray(mpi.over(head, room_out).rgb), 0.0, 1.0))
+    for m, pose in zip(mpis, frame_from_mpi, strict=True):
+        head = np.concatenate([m[..., :3], backdrop.without_back(m[..., 3], k)[..., None]], -1)
+        out.append(np.clip(np.asarray(mpi.over(_render_one(head, depths, K, pose),
+                                               room_out).rgb), 0.0, 1.0))
     return np.stack(out)
 
 
-def _render_outs(rgba, depths, K, poses):
-    """(rgb, alpha, depth) of an MPI rendered to poses (V,4,4), each with a leading V axis."""
+def _render_one(rgba, depths, K, pose):
+    """``mpi.render`` of an MPI to one pose (4,4), through the evaluation's compiled renderer."""
+    from mpitalk import mpi
     from mpitalk.evaluate.scores import _render_fn
 
     out = _render_fn()(np.asarray(rgba, np.float32), np.asarray(depths, np.float32),
-                       np.asarray(K, np.float32), np.asarray(poses, np.float32))
-    return out.rgb, out.alpha, out.depth
+                       np.asarray(K, np.float32), np.asarray(pose, np.float32)[None])
+    return mpi.RenderOut(*(np.asarray(x)[0] for x in out))
 
 
 def identity_distances(reference: np.ndarray | None, frames: np.ndarray) -> np.ndarray:
