@@ -34,8 +34,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from mpitalk import UserError, camera, controls, mpi, mpi_io
-from mpitalk.choices import PREV_MODES, SPACES  # shared with the job options (no JAX there)
+from mpitalk import UserError, camera, controls, mpi, mpi_io, surface
+from mpitalk.choices import (  # shared with the job options (no JAX there)
+    GEOMETRIES,
+    PREV_MODES,
+    SPACES,
+)
 
 # Portrait framing matched to the training data: in synthetic identity images (K = 1.5 S focal,
 # head at 0.6 m) the image side is 2.0 forehead-to-chin heights and the face centre sits 0.06
@@ -258,8 +262,8 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
                     seed: int = 0, steps: int = 8, sampler: str = "euler", batch_size: int = 4,
                     progress: bool = False, timings: Timings | None = None,
                     identity_info: dict[str, np.ndarray] | None = None,
-                    prev_mode: str = "anchor", space: str = "reference"
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    prev_mode: str = "anchor", space: str = "reference",
+                    geometry: str = "surface") -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(rgba, frame_from_mpi)`` per track frame: the MPI (D,H,W,4) float32 in the camera
     the model made it in (``space``), and the pose (4,4) that maps that camera into the frame's
     (the head's motion from the identity image for ``"reference"``, the identity matrix for
@@ -272,13 +276,17 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
     identity's ``identity_cond`` and ``identity_expression`` (see :func:`identity_conditions`),
     or None. ``prev_mode``: which earlier frame later clips are conditioned on (``PREV_MODES``).
     ``space``: the camera the model makes each MPI in (``SPACES``; see the module docstring).
+    ``geometry``: ``"surface"`` re-lays each MPI's planes as one opaque surface per pixel
+    (``mpitalk.surface``: the same image from the camera it was made in, no smear when the head
+    turns), ``"layers"`` keeps the model's soft planes (``GEOMETRIES``).
     """
     from mpitalk.model import sample_mpi
 
-    yield from _generate(sample_mpi, lambda rgba: rgba, model, config, identity, track,
+    relay = surface.surface_rgba if geometry == "surface" else None
+    yield from _generate(sample_mpi, lambda rgba: rgba, relay, model, config, identity, track,
                          seed=seed, steps=steps, sampler=sampler, batch_size=batch_size,
                          progress=progress, timings=timings, identity_info=identity_info,
-                         prev_mode=prev_mode, space=space)
+                         prev_mode=prev_mode, space=space, geometry=geometry)
 
 
 def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
@@ -289,7 +297,8 @@ def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
     same sampling as :func:`generate_frames` (same arguments; ``space`` must be
     ``"reference"``): ``mpi.materialize(fields, identity, S)`` is its rgba; with the photo at a
     higher resolution (the same crop window, ``prepare_identity(image, P)``) the copied pixels
-    are that sharp (``mpi_io.save_factored`` stores this)."""
+    are that sharp (``mpi_io.save_factored`` stores this). ``geometry="surface"`` (the default)
+    re-lays the fields with ``surface.surface_fields``."""
     from mpitalk.model import sample_fields
 
     if kw.get("space", "reference") != "reference":
@@ -304,18 +313,22 @@ def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
         return np.stack([np.asarray(mpi_io.materialize_jit()(f, ident, S, groups))
                          for f in fields])
 
-    yield from _generate(sample_fields, to_dense, model, config, identity, track, **kw)
+    relay = (None if kw.get("geometry", "surface") == "layers"
+             else lambda fields: surface.surface_fields(fields, groups))
+    yield from _generate(sample_fields, to_dense, relay, model, config, identity, track, **kw)
 
 
 
-def _generate(sample, to_dense, model, config, identity: np.ndarray, track: controls.Track, *,
-              seed: int = 0, steps: int = 8, sampler: str = "euler", batch_size: int = 4,
-              progress: bool = False, timings: Timings | None = None,
+def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
+              track: controls.Track, *, seed: int = 0, steps: int = 8, sampler: str = "euler",
+              batch_size: int = 4, progress: bool = False, timings: Timings | None = None,
               identity_info: dict[str, np.ndarray] | None = None,
-              prev_mode: str = "anchor", space: str = "reference"):
+              prev_mode: str = "anchor", space: str = "reference", geometry: str = "surface"):
     """The clip loop of :func:`generate_frames` / :func:`generate_fields`: ``sample`` is
     ``sample_mpi`` or ``sample_fields``, ``to_dense`` turns a list of its per-frame outputs
-    into their (n,D,S,S,4) dense MPIs."""
+    into their (n,D,S,S,4) dense MPIs, ``relay`` (or None) re-lays each output as ``geometry``
+    says before it is yielded (the earlier frame later clips are conditioned on is the model's
+    own, as in training)."""
     S = config.image_size
     if identity.shape != (S, S, 3):
         raise ValueError(f"identity must be ({S},{S},3), got {identity.shape}")
@@ -323,6 +336,8 @@ def _generate(sample, to_dense, model, config, identity: np.ndarray, track: cont
         raise ValueError(f"prev_mode must be one of {PREV_MODES}, got {prev_mode!r}")
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     if len(track) == 0:
         raise UserError("the expression track has no frames; give a longer track")
     depths, K = mpi_geometry(config)
@@ -368,6 +383,10 @@ def _generate(sample, to_dense, model, config, identity: np.ndarray, track: cont
             last = _render(to_dense(items[-1:])[0], depths, K, frame_from_mpi[-1]).rgb
             prev = np.clip(np.asarray(last), 0.0, 1.0)
             has_prev = 1.0
+        t3 = time.perf_counter()
+        if relay is not None:
+            items = [relay(item) for item in items]
+        timings.add("relay_s", time.perf_counter() - t3)
         yield from zip(items, frame_from_mpi, strict=True)
         bar.update(n)
     bar.close()

@@ -38,7 +38,7 @@ import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
 from mpitalk.atomic import clean_stale, is_within, swap_in, temp_dir_beside
-from mpitalk.choices import PREV_MODES, SPACES
+from mpitalk.choices import GEOMETRIES, PREV_MODES, SPACES
 
 DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
@@ -96,6 +96,8 @@ class JobOptions:
     quiet: bool = False  # no progress bars
     web: bool = False  # also write OUT/web/, the headset page (mpitalk.web; needs format 3)
     backdrop: str = "world"  # world: the room stays still as the head moves; head: moves with it
+    geometry: str = "surface"  # surface: one opaque layer per pixel (mpitalk.surface); layers:
+    # the model's soft planes as they are
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> JobOptions:
@@ -128,6 +130,8 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--prev-mode must be one of {PREV_MODES}, got {o.prev_mode!r}")
     if o.backdrop not in BACKDROPS:
         raise UserError(f"--backdrop must be one of {BACKDROPS}, got {o.backdrop!r}")
+    if o.geometry not in GEOMETRIES:
+        raise UserError(f"--geometry must be one of {GEOMETRIES}, got {o.geometry!r}")
     if o.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.convergence_m is not None and not o.convergence_m > 0:
@@ -495,7 +499,7 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     # camera dense (v2: its copy source is the photo's plane sweep, not the photo)
     kw = dict(seed=o.seed, steps=o.steps, sampler=o.sampler, batch_size=o.batch_size,
               progress=not o.quiet, timings=stages, identity_info=identity_info,
-              prev_mode=o.prev_mode, space=o.space)
+              prev_mode=o.prev_mode, space=o.space, geometry=o.geometry)
     if o.space == "reference":
         # the photo at the eyes' size, but never above what the image holds (past 512 px):
         # larger eyes are then upsampled by the renderer, not stored

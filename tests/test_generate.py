@@ -81,7 +81,9 @@ def test_reference_space_mpis_are_moved_into_each_frames_camera(monkeypatch):
     pose[1, 0], pose[2, 1] = 0.1, -0.08  # a yaw, then a pitch
     track = controls.Track(np.zeros((3, 52), np.float32), pose, 25.0)
     identity = np.full((S, S, 3), 0.5, np.float32)
-    out = list(generate.generate_mpis(None, CFG, identity, track, batch_size=3))
+    # the model's own planes (geometry="layers"): the move into the frame is what is tested
+    out = list(generate.generate_mpis(None, CFG, identity, track, batch_size=3,
+                                      geometry="layers"))
     assert np.all(spaces[0] == 1.0)
     depths, K = generate.mpi_geometry(CFG)
     ref_inv = camera.invert_pose(camera.head_pose_matrix(camera.default_head_pose()))
@@ -92,15 +94,18 @@ def test_reference_space_mpis_are_moved_into_each_frames_camera(monkeypatch):
         got = np.asarray(mpi.composite(out[k])[0])
         np.testing.assert_allclose(got[seen], np.asarray(want.rgb)[seen], atol=1e-4)
     target = list(generate.generate_mpis(None, CFG, identity, track, batch_size=3,
-                                         space="target"))
+                                         space="target", geometry="layers"))
     assert np.all(spaces[-1] == 0.0)
     np.testing.assert_array_equal(target[1], ref_mpi)  # as the model made it
 
 
 def test_generate_frames_keeps_the_models_mpi_and_gives_its_pose_in_the_frame(monkeypatch):
-    """generate_frames yields the model's MPI untouched, with frame_from_mpi = the head's motion
-    from the identity (built here from the two head poses); rendering the pair at the frame's
-    own view equals the reprojected MPI of generate_mpis seen from there."""
+    """generate_frames yields the model's MPI untouched (geometry="layers"; by default re-laid
+    as ``surface.surface_rgba``), with frame_from_mpi = the head's motion from the identity
+    (built here from the two head poses); rendering the pair at the frame's own view equals
+    the reprojected MPI of generate_mpis seen from there."""
+    from mpitalk import surface
+
     from mpitalk import camera, mpi
 
     S, D = CFG.image_size, CFG.num_planes
@@ -113,8 +118,14 @@ def test_generate_frames_keeps_the_models_mpi_and_gives_its_pose_in_the_frame(mo
     pose[1, 0], pose[1, 3] = -0.12, 0.01
     track = controls.Track(np.zeros((2, 52), np.float32), pose, 25.0)
     identity = np.full((S, S, 3), 0.5, np.float32)
-    frames = list(generate.generate_frames(None, CFG, identity, track, batch_size=2))
-    moved = list(generate.generate_mpis(None, CFG, identity, track, batch_size=2))
+    frames = list(generate.generate_frames(None, CFG, identity, track, batch_size=2,
+                                           geometry="layers"))
+    moved = list(generate.generate_mpis(None, CFG, identity, track, batch_size=2,
+                                        geometry="layers"))
+    for (rgba, pose_k), (layers, pose_l) in zip(
+            generate.generate_frames(None, CFG, identity, track, batch_size=2), frames):
+        np.testing.assert_array_equal(rgba, surface.surface_rgba(ref_mpi))  # the default
+        np.testing.assert_array_equal(pose_k, pose_l)
     depths, K = generate.mpi_geometry(CFG)
     ref_from_head = camera.invert_pose(camera.head_pose_matrix(camera.default_head_pose()))
     for k, (rgba, frame_from_mpi) in enumerate(frames):
@@ -126,7 +137,7 @@ def test_generate_frames_keeps_the_models_mpi_and_gives_its_pose_in_the_frame(mo
         np.testing.assert_allclose(np.asarray(mpi.composite(moved[k])[0])[seen],
                                    np.asarray(direct.rgb)[seen], atol=1e-4)
     target = list(generate.generate_frames(None, CFG, identity, track, batch_size=2,
-                                           space="target"))
+                                           space="target", geometry="layers"))
     for rgba, frame_from_mpi in target:
         np.testing.assert_array_equal(rgba, ref_mpi)
         np.testing.assert_array_equal(frame_from_mpi, np.eye(4))

@@ -112,6 +112,7 @@ REFUSED = [
     ("--eye-size 16000", ["--eye-size", "16000"], 1, "at most 8192"),
     ("--layout xyz", ["--layout", "xyz"], 1, "invalid choice: 'xyz'"),
     ("--backdrop xyz", ["--backdrop", "xyz"], 1, "invalid choice: 'xyz'"),
+    ("--geometry xyz", ["--geometry", "xyz"], 1, "invalid choice: 'xyz'"),
     ("10-hour track (two rows)", ["--controls", "{t}/ten_hours.csv"], 1, "pass --fps"),
     ("10-hour track at --fps 30", ["--controls", "{t}/ten_hours.csv", "--fps", "30",
                                    "--frames", "1000000"], 1, "limit of 1 hour"),

@@ -155,7 +155,8 @@ def test_user_errors_are_one_line_and_leave_nothing(bad_inputs, capsys, case, ar
 def test_batch_job_options_are_checked_like_the_cli():
     # batch JSON jobs bypass argparse's choices: the job's own check names the option
     for field, flag in (("prev_mode", "--prev-mode"), ("space", "--space"),
-                        ("pose_mode", "--pose-mode"), ("backdrop", "--backdrop")):
+                        ("pose_mode", "--pose-mode"), ("backdrop", "--backdrop"),
+                        ("geometry", "--geometry")):
         with pytest.raises(job.UserError, match=flag):
             job._check_options(job.JobOptions(**{field: "nonsense"}))
 

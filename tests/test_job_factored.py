@@ -43,6 +43,23 @@ def test_reference_space_job_writes_version_3_with_the_photo_at_the_eye_size(job
     assert eyes.shape[1:] == (96, 192, 3)
 
 
+def test_the_job_stores_surface_planes_unless_asked_for_layers(job_out, tmp_path):
+    """By default each pixel's planes are one surface (mpitalk.surface): opaque from it back to
+    the far plane, so the alphas never rise from back to front, and one blend for all planes;
+    ``--geometry layers`` stores the model's soft planes."""
+    report = json.loads((job_out / "report.json").read_text())
+    assert report["options"]["geometry"] == "surface"
+    f = mpi_io.load(job_out / "mpi").fields(0)
+    assert np.all(np.diff(f["alpha"], axis=0) <= 1e-6)
+    assert np.all(f["blend"] == f["blend"][:1])
+    out = tmp_path / "layers"
+    assert render.main(["--out", str(out), "--eye-size", "64", "--geometry", "layers",
+                        *FAST]) == 0
+    f = mpi_io.load(out / "mpi").fields(0)
+    assert np.any(np.diff(f["alpha"], axis=0) > 0.05)  # a nearer plane more opaque somewhere
+    assert not np.all(f["blend"] == f["blend"][:1])
+
+
 def test_target_space_job_keeps_writing_version_2(tmp_path):
     out = tmp_path / "t"
     assert render.main(["--out", str(out), "--eye-size", "64", "--space", "target", *FAST]) == 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpitalk import UserError, run_cli
+from mpitalk.choices import GEOMETRIES
 from mpitalk.evaluate.dataset import evaluate_dataset
 from mpitalk.evaluate.footage import (
     CROSS_METRICS,
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backdrop", choices=("world", "head"), default="world",
                    help="--footage: the model's frames over a still room behind the head, as "
                         "the main job shows them (world), or each MPI rendered whole (head)")
+    p.add_argument("--geometry", choices=GEOMETRIES, default="surface",
+                   help="how the model's planes are stored: one opaque surface per pixel "
+                        "(surface, the main job's default) or the model's soft layers")
     p.add_argument("--identity-info", choices=IDENTITY_INFO, default="estimated",
                    help="the identity image's head pose and expression: estimated by MediaPipe "
                         "(as the main job does); estimated, with the frames' head poses given as "
@@ -113,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
                                     config=config, steps=args.steps, seed=args.seed,
                                     batch_size=args.batch_size, space=args.space,
                                     max_frames=args.max_frames, crop=not args.no_crop,
-                                    progress=progress)
+                                    progress=progress, geometry=args.geometry)
         m = result["mean"]
         print(f"identity distance {_fmt(m['identity']['distance'])}, expression MAE "
               f"{_fmt(m['expression']['mae'])}, face found {_fmt(m['expression']['face_found'])}"
@@ -136,7 +140,8 @@ def _run(args: argparse.Namespace) -> int:
                               max_clips=args.max_clips, max_frames=args.max_frames,
                               chamfer_every=args.chamfer_every,
                               checkpoint_name=str(args.checkpoint or "shipped"),
-                              identity_info=args.identity_info, progress=progress)
+                              identity_info=args.identity_info, progress=progress,
+                              geometry=args.geometry)
     print(summary_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.html'}")
     return 0
@@ -160,7 +165,7 @@ def _run_footage(args: argparse.Namespace) -> int:
         max_frames=args.max_frames if args.max_frames is not None else DEFAULT_MAX_FRAMES,
         max_pairs=args.max_pairs or None, photo=args.photo, driver_track=args.driver_track,
         checkpoint_name=str(args.checkpoint or "shipped"), progress=not args.quiet,
-        backdrop=args.backdrop)
+        backdrop=args.backdrop, geometry=args.geometry)
     print(footage_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'details.json'}, "
           f"{args.out / 'report.html'}")

@@ -40,9 +40,10 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
                        config, steps: int = 8, seed: int = 0, batch_size: int = 4,
                        space: str = "reference",
                        max_frames: int | None = None, crop: bool = True,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, geometry: str = "surface") -> dict:
     """Run the model on real photos driven by one track; write metrics.json, report.html and
-    contact_sheet.png to ``out``. Returns the metrics.json content."""
+    contact_sheet.png to ``out``. Returns the metrics.json content. ``geometry``: how the
+    model's planes are stored (``generate.GEOMETRIES``)."""
     from tqdm import tqdm
 
     from mpitalk import controls, generate
@@ -61,7 +62,7 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
         name = Path(path).stem
         identity = generate.prepare_identity(str(path), config.image_size, crop=crop)
         mpis, frame_from_mpi = generate_clip(model, config, identity, track, steps, seed,
-                                             batch_size, space)
+                                             batch_size, space, geometry=geometry)
         poses = np.stack([portrait_views(drive_pose[t]) @ frame_from_mpi[t]
                           for t in range(len(mpis))])
         rgb, _ = render_frames(mpis, depths, K, poses)  # (T,V,S,S,3)
