@@ -8,3 +8,4 @@ imports following the data flow (job -> generate, never back).
 SPACES = ("reference", "target")  # camera the model makes each MPI in (mpitalk.generate)
 PREV_MODES = ("anchor", "chain", "none")  # earlier frame later clips are conditioned on
 GEOMETRIES = ("surface", "layers")  # how each frame's planes are stored (mpitalk.surface)
+PAINTS = ("holes", "model")  # where the colour branch's painted colour is shown (mpitalk.paint)

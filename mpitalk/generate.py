@@ -35,8 +35,10 @@ import numpy as np
 from tqdm import tqdm
 
 from mpitalk import UserError, camera, controls, mpi, mpi_io, surface
+from mpitalk import paint as mpitalk_paint  # the module; ``paint`` is generation's argument
 from mpitalk.choices import (  # shared with the job options (no JAX there)
     GEOMETRIES,
+    PAINTS,
     PREV_MODES,
     SPACES,
 )
@@ -263,7 +265,8 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
                     progress: bool = False, timings: Timings | None = None,
                     identity_info: dict[str, np.ndarray] | None = None,
                     prev_mode: str = "anchor", space: str = "reference",
-                    geometry: str = "surface") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    geometry: str = "surface", paint: str = "holes"
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(rgba, frame_from_mpi)`` per track frame: the MPI (D,H,W,4) float32 in the camera
     the model made it in (``space``), and the pose (4,4) that maps that camera into the frame's
     (the head's motion from the identity image for ``"reference"``, the identity matrix for
@@ -278,7 +281,10 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
     ``space``: the camera the model makes each MPI in (``SPACES``; see the module docstring).
     ``geometry``: ``"surface"`` re-lays each MPI's planes as one opaque surface per pixel
     (``mpitalk.surface``: the same image from the camera it was made in, no smear when the head
-    turns), ``"layers"`` keeps the model's soft planes (``GEOMETRIES``).
+    turns), ``"layers"`` keeps the model's soft planes (``GEOMETRIES``). ``paint``:
+    ``"holes"`` shows the photo wherever the rig's prior can copy it and the model's painted
+    colour only in the prior's holes (``mpitalk.paint``; flow models in the photo's camera),
+    ``"model"`` the model's own blend (``PAINTS``).
     """
     from mpitalk.model import sample_mpi
 
@@ -286,7 +292,7 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
     yield from _generate(sample_mpi, lambda rgba: rgba, relay, model, config, identity, track,
                          seed=seed, steps=steps, sampler=sampler, batch_size=batch_size,
                          progress=progress, timings=timings, identity_info=identity_info,
-                         prev_mode=prev_mode, space=space, geometry=geometry)
+                         prev_mode=prev_mode, space=space, geometry=geometry, paint=paint)
 
 
 def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
@@ -323,7 +329,8 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
               track: controls.Track, *, seed: int = 0, steps: int = 8, sampler: str = "euler",
               batch_size: int = 4, progress: bool = False, timings: Timings | None = None,
               identity_info: dict[str, np.ndarray] | None = None,
-              prev_mode: str = "anchor", space: str = "reference", geometry: str = "surface"):
+              prev_mode: str = "anchor", space: str = "reference", geometry: str = "surface",
+              paint: str = "holes"):
     """The clip loop of :func:`generate_frames` / :func:`generate_fields`: ``sample`` is
     ``sample_mpi`` or ``sample_fields``, ``to_dense`` turns a list of its per-frame outputs
     into their (n,D,S,S,4) dense MPIs, ``relay`` (or None) re-lays each output as ``geometry``
@@ -338,6 +345,8 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    if paint not in PAINTS:
+        raise ValueError(f"paint must be one of {PAINTS}, got {paint!r}")
     if len(track) == 0:
         raise UserError("the expression track has no frames; give a longer track")
     depths, K = mpi_geometry(config)
@@ -361,6 +370,8 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
         if getattr(config, "flow_bound", 0.0) > 0:  # a warp-and-paint model reads the rig prior
             cond.update(prior_conditions(cond["expression"], identity_info, K, S,
                                          reference=space == "reference"))
+            if paint == "holes" and space == "reference":  # the photo outside the prior's holes
+                cond["copy_mask"] = mpitalk_paint.copy_mask(cond["prior_valid"])
         t1 = time.perf_counter()
         ident = np.broadcast_to(identity, (n, S, S, 3)).astype(np.float32)
         out = sample(model, config, ident, cond, key, steps=steps, sampler=sampler)

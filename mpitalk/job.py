@@ -38,7 +38,7 @@ import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
 from mpitalk.atomic import clean_stale, is_within, swap_in, temp_dir_beside
-from mpitalk.choices import GEOMETRIES, PREV_MODES, SPACES
+from mpitalk.choices import GEOMETRIES, PAINTS, PREV_MODES, SPACES
 
 DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
@@ -98,6 +98,8 @@ class JobOptions:
     backdrop: str = "world"  # world: the room stays still as the head moves; head: moves with it
     geometry: str = "surface"  # surface: one opaque layer per pixel (mpitalk.surface); layers:
     # the model's soft planes as they are
+    paint: str = "holes"  # holes: painted colour only where the photo shows nothing to copy
+    # (mpitalk.paint); model: the model's own blend
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> JobOptions:
@@ -132,6 +134,8 @@ def _check_options(o: JobOptions) -> None:
         raise UserError(f"--backdrop must be one of {BACKDROPS}, got {o.backdrop!r}")
     if o.geometry not in GEOMETRIES:
         raise UserError(f"--geometry must be one of {GEOMETRIES}, got {o.geometry!r}")
+    if o.paint not in PAINTS:
+        raise UserError(f"--paint must be one of {PAINTS}, got {o.paint!r}")
     if o.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.convergence_m is not None and not o.convergence_m > 0:
@@ -499,7 +503,8 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     # camera dense (v2: its copy source is the photo's plane sweep, not the photo)
     kw = dict(seed=o.seed, steps=o.steps, sampler=o.sampler, batch_size=o.batch_size,
               progress=not o.quiet, timings=stages, identity_info=identity_info,
-              prev_mode=o.prev_mode, space=o.space, geometry=o.geometry)
+              prev_mode=o.prev_mode, space=o.space, geometry=o.geometry,
+              paint=o.paint)
     if o.space == "reference":
         # the photo at the eyes' size, but never above what the image holds (past 512 px):
         # larger eyes are then upsampled by the renderer, not stored

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="surface: each pixel's planes re-laid as one opaque surface at the depth "
                         "the model gives it (sharp when the head turns); layers: the model's soft "
                         "planes as they are (a turned head smears)")
+    g.add_argument("--paint", choices=job.PAINTS, default=d.paint,
+                   help="holes: the photo is copied (along the flow) wherever the face rig can "
+                        "copy it, the model's painted colour shows only where the photo has "
+                        "nothing (an opening mouth, teeth); model: the model's own mix")
     g = p.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=d.seed, help="noise seed (shared by all frames)")
     g.add_argument("--steps", type=int, default=d.steps, help="sampler steps")

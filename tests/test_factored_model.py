@@ -72,3 +72,26 @@ def test_sample_fields_is_sample_mpi_factored(model):
     np.testing.assert_allclose(sharp[..., 3], np.asarray(
         mpi.upsample_bilinear(np.asarray(fields["alpha"][0])[..., None], 4 * S))[..., 0],
         atol=1e-6)
+
+
+def test_a_copy_mask_shows_the_photo_whole_there_and_keeps_the_models_blend_elsewhere(model):
+    """``cond["copy_mask"]`` (mpitalk.paint): where 1 the sampled blend is the copy's validity
+    (1 everywhere in the photo's camera), where 0 the blend sampled without a mask; the dense
+    sample is still the fields materialized."""
+    identity, cond = _inputs(seed=3)
+    key = jax.random.key(0)
+    plain = M.sample_fields(model, CFG, identity, cond, key, steps=2, sampler="euler")
+    mask = np.zeros((2, S, S), np.float32)
+    mask[:, : S // 2] = 1.0  # the top half copied whole
+    cond["copy_mask"] = mask
+    fields = M.sample_fields(model, CFG, identity, cond, key, steps=2, sampler="euler")
+    rgba = np.asarray(M.sample_mpi(model, CFG, identity, cond, key, steps=2, sampler="euler"))
+    blend, before = np.asarray(fields["blend"]), np.asarray(plain["blend"])
+    assert float(np.std(before[:, :, : S // 2])) > 0.05  # the mask changes something
+    np.testing.assert_array_equal(blend[:, :, : S // 2], 1.0)
+    np.testing.assert_array_equal(blend[:, :, S // 2:], before[:, :, S // 2:])
+    for k in ("alpha", "color", "flow"):  # sampling itself is untouched
+        np.testing.assert_array_equal(np.asarray(fields[k]), np.asarray(plain[k]))
+    for b in range(2):
+        dense = np.asarray(mpi.materialize({k: v[b] for k, v in fields.items()}, identity[b], S))
+        np.testing.assert_allclose(dense, rgba[b], rtol=0, atol=1e-5)

@@ -113,6 +113,7 @@ REFUSED = [
     ("--layout xyz", ["--layout", "xyz"], 1, "invalid choice: 'xyz'"),
     ("--backdrop xyz", ["--backdrop", "xyz"], 1, "invalid choice: 'xyz'"),
     ("--geometry xyz", ["--geometry", "xyz"], 1, "invalid choice: 'xyz'"),
+    ("--paint xyz", ["--paint", "xyz"], 1, "invalid choice: 'xyz'"),
     ("10-hour track (two rows)", ["--controls", "{t}/ten_hours.csv"], 1, "pass --fps"),
     ("10-hour track at --fps 30", ["--controls", "{t}/ten_hours.csv", "--fps", "30",
                                    "--frames", "1000000"], 1, "limit of 1 hour"),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpitalk import UserError, run_cli
-from mpitalk.choices import GEOMETRIES
+from mpitalk.choices import GEOMETRIES, PAINTS
 from mpitalk.evaluate.dataset import evaluate_dataset
 from mpitalk.evaluate.footage import (
     CROSS_METRICS,
@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--geometry", choices=GEOMETRIES, default="surface",
                    help="how the model's planes are stored: one opaque surface per pixel "
                         "(surface, the main job's default) or the model's soft layers")
+    p.add_argument("--paint", choices=PAINTS, default="holes",
+                   help="where the model's painted colour shows: only in the rig prior's holes, "
+                        "the photo copied elsewhere (holes, the main job's default), or where "
+                        "the model mixes it in (model)")
     p.add_argument("--identity-info", choices=IDENTITY_INFO, default="estimated",
                    help="the identity image's head pose and expression: estimated by MediaPipe "
                         "(as the main job does); estimated, with the frames' head poses given as "
@@ -117,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
                                     config=config, steps=args.steps, seed=args.seed,
                                     batch_size=args.batch_size, space=args.space,
                                     max_frames=args.max_frames, crop=not args.no_crop,
-                                    progress=progress, geometry=args.geometry)
+                                    progress=progress, geometry=args.geometry,
+                                    paint=args.paint)
         m = result["mean"]
         print(f"identity distance {_fmt(m['identity']['distance'])}, expression MAE "
               f"{_fmt(m['expression']['mae'])}, face found {_fmt(m['expression']['face_found'])}"
@@ -141,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
                               chamfer_every=args.chamfer_every,
                               checkpoint_name=str(args.checkpoint or "shipped"),
                               identity_info=args.identity_info, progress=progress,
-                              geometry=args.geometry)
+                              geometry=args.geometry, paint=args.paint)
     print(summary_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.html'}")
     return 0
@@ -165,7 +170,8 @@ def _run_footage(args: argparse.Namespace) -> int:
         max_frames=args.max_frames if args.max_frames is not None else DEFAULT_MAX_FRAMES,
         max_pairs=args.max_pairs or None, photo=args.photo, driver_track=args.driver_track,
         checkpoint_name=str(args.checkpoint or "shipped"), progress=not args.quiet,
-        backdrop=args.backdrop, geometry=args.geometry)
+        backdrop=args.backdrop, geometry=args.geometry,
+        paint=args.paint)
     print(footage_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'details.json'}, "
           f"{args.out / 'report.html'}")

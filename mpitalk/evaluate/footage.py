@@ -412,7 +412,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
                      photo: str | Path | None = None, driver_track: str | Path | None = None,
                      checkpoint_name: str = "", progress: bool = True,
                      size: int | None = None, backdrop: str = "world",
-                     geometry: str = "surface") -> dict:
+                     geometry: str = "surface", paint: str = "holes") -> dict:
     """Self- and cross-reenactment on a real-footage split (model None: baselines only); write
     ``out``/metrics.json, details.json and report.html. Returns the metrics.json content.
 
@@ -422,7 +422,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     job's default for MPIs made in the photo's camera, ``mpitalk.backdrop``: each frame's head
     planes over one still room, as real video has it) or ``"head"`` (each MPI rendered whole,
     the room moving with the head). ``geometry``: how the model's planes are stored
-    (``generate.GEOMETRIES``: the main job's default ``"surface"``, or the soft ``"layers"``)."""
+    (``generate.GEOMETRIES``: the main job's default ``"surface"``, or the soft ``"layers"``);
+    ``paint``: where its painted colour shows (``generate.PAINTS``, default ``"holes"``)."""
     from tqdm import tqdm
 
     from mpitalk import controls, data_dir, generate
@@ -455,7 +456,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
         """The model's frames (T,S,S,3) float: each MPI rendered at its frame's pose, over the
         world backdrop as the main job shows them (``backdrop``; reference space only)."""
         mpis, frame_from_mpi = generate_clip(model, config, identity, track, steps, seed,
-                                             batch_size, space, geometry=geometry, **kw)
+                                             batch_size, space, geometry=geometry, paint=paint,
+                                             **kw)
         if backdrop != "world" or space != "reference":
             return render_frames(mpis, mpi_depths, mpi_K, frame_from_mpi[:, None])[0][:, 0]
         return over_backdrop(mpis, identity, mpi_depths, mpi_K, frame_from_mpi)
@@ -523,7 +525,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
            "manifest_sha256": manifest_sha,
            "clips": len(clips), "frames_per_clip": [len(c.data["controls"]) for c in clips],
            "pairs": len(pairs), "cross_frames": [len(drivers[j][1]) for _, j in pairs],
-           "steps": steps, "seed": seed, "space": space, "backdrop": backdrop, "geometry": geometry,
+           "steps": steps, "seed": seed, "space": space, "backdrop": backdrop,
+           "geometry": geometry, "paint": paint,
            "photo": str(photo),
            "driver_track": str(driver_track), "self_seconds": t_self, "seconds": seconds,
            "cpu_seconds": time.process_time() - cpu_start,  # all threads: the work, unloaded

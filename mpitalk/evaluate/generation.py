@@ -39,8 +39,8 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
                   batch_size: int, space: str = "reference",
                   true_info: dict[str, np.ndarray] | None = None,
                   photo_pose: np.ndarray | None = None, relative: bool = False,
-                  photo_values: np.ndarray | None = None, geometry: str = "surface"
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  photo_values: np.ndarray | None = None, geometry: str = "surface",
+                  paint: str = "holes") -> tuple[np.ndarray, np.ndarray]:
     """``(mpis (T,D,S,S,4), frame_from_mpi (T,4,4))`` for one identity (S,S,3) float and track,
     via ``generate.generate_frames``, exactly as the main job makes and stores them (each MPI
     in the camera it was made in, with its pose in the frame's camera): the identity's
@@ -54,7 +54,8 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     estimated pose (``generate.relative_to_identity``: the main job's default ``pose_mode``, for
     a track filmed elsewhere). ``photo_values``: the identity image's true blendshapes (52,),
     taken instead of MediaPipe's reading (its pose is still read). ``geometry``: how the planes
-    are stored (``generate.GEOMETRIES``; the main job's default ``"surface"``)."""
+    are stored (``generate.GEOMETRIES``; the main job's default ``"surface"``); ``paint``: where
+    the painted colour shows (``generate.PAINTS``; the main job's default ``"holes"``)."""
     from mpitalk import generate
 
     _, K = generate.mpi_geometry(config)
@@ -67,5 +68,5 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     frames = list(generate.generate_frames(model, config, identity, track, seed=seed,
                                            steps=steps, batch_size=batch_size,
                                            identity_info=info, space=space,
-                                           geometry=geometry))
+                                           geometry=geometry, paint=paint))
     return np.stack([m for m, _ in frames]), np.stack([p for _, p in frames])

@@ -30,6 +30,9 @@ key                   shape        meaning
                                    identity's). Read only by models with a flow branch
                                    (``flow_bound`` > 0); optional, zeros when absent
 ``prior_valid``       (B,S,S)      1 where ``prior_flow`` is valid, else 0 (with it)
+``copy_mask``         (B,S,S)      optional, sampling only: 1 where the sampled fields'
+                                   blend is set to the copy's validity (the photo shown
+                                   whole; ``mpitalk.paint``), 0 where the model's stays
 ===================== ============ ====================================================
 
 The rig prior enters a flow model twice: as three input channels (flow x 10, validity) in
@@ -288,6 +291,10 @@ def _sample(model: MPIModel, identity, cond, key, steps: int, sampler: str):
     x = jnp.broadcast_to(x, (identity.shape[0], S, S, 3))
     _, fields = diffusion.SAMPLERS[sampler](
         lambda x, s, c: denoise_fields(model, x, s, c), x, sigmas, k_sampler, conditioning)
+    if "copy_mask" in cond:  # the photo copied whole there (mpitalk.paint), after sampling
+        copy = jnp.asarray(cond["copy_mask"], jnp.float32)[:, None] > 0.5  # (B,1,S,S)
+        fields = {**fields, "blend": jnp.where(copy, conditioning["sweep"][..., 3],
+                                               fields["blend"])}
     return fields, model.heads.compose(fields, conditioning)
 
 
