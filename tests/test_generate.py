@@ -104,9 +104,7 @@ def test_generate_frames_keeps_the_models_mpi_and_gives_its_pose_in_the_frame(mo
     as ``surface.surface_rgba``), with frame_from_mpi = the head's motion from the identity
     (built here from the two head poses); rendering the pair at the frame's own view equals
     the reprojected MPI of generate_mpis seen from there."""
-    from mpitalk import surface
-
-    from mpitalk import camera, mpi
+    from mpitalk import camera, mpi, surface
 
     S, D = CFG.image_size, CFG.num_planes
     rng = np.random.default_rng(1)
