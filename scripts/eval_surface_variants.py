@@ -1,0 +1,107 @@
+"""Self-reenactment LPIPS of the ways a frame's planes can be stored and painted, on a real-footage
+split: the model's soft layers, the surface MPI at several smoothings of its depth map
+(``mpitalk.surface``), and the painted colour kept only in the rig prior's holes or nowhere
+(``mpitalk.paint``). Each clip's fields are sampled once, as the main job samples them
+(``generate.generate_fields``, the clip's own head motion as in ``python -m mpitalk.evaluate
+--footage``), with the model's own blend and planes; every variant is then made from them and
+shown as the job shows it (over the world backdrop) at 128 px; the flat baseline beside them
+(``flat``, as the evaluation renders it).
+
+    python scripts/eval_surface_variants.py --footage /work/cache/footage --split val \\
+        --out docs/eval/footage/surface_variants_val.json
+
+The validation split chose the defaults (README "The surface MPI"); the test split is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from mpitalk import checkpoint, generate, metrics, mpi, paint, surface
+from mpitalk.evaluate import footage as F
+from mpitalk.evaluate.scores import render_frames
+
+VARIANTS = {  # name: (geometry, sigma_px, paint) -- paint: model / holes / none (copy everywhere)
+    "layers": ("layers", 0.0, "model"),
+    "layers, holes": ("layers", 0.0, "holes"),
+    "surface": ("surface", 0.0, "model"),
+    "surface sigma 1": ("surface", 1.0, "model"),
+    "surface sigma 2": ("surface", 2.0, "model"),
+    "surface, holes": ("surface", 0.0, "holes"),
+    "surface, copy everywhere": ("surface", 0.0, "none"),
+}
+
+
+def variant(fields: dict, valid: np.ndarray, groups, geometry: str, sigma: float,
+            how: str) -> dict:
+    """One frame's fields as a variant stores them (what ``cond["copy_mask"]`` does in the
+    model, then ``surface.surface_fields``)."""
+    f = dict(fields)
+    if how != "model":
+        copy = paint.copy_mask(valid) if how == "holes" else np.ones_like(valid)
+        f["blend"] = np.where(copy[None] > 0.5, 1.0, f["blend"]).astype(np.float32)
+    return surface.surface_fields(f, groups, sigma) if geometry == "surface" else f
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--footage", type=Path, required=True, help="real-footage dataset folder")
+    p.add_argument("--split", default="val")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped one")
+    p.add_argument("--max-frames", type=int, default=F.DEFAULT_MAX_FRAMES)
+    p.add_argument("--out", type=Path, required=True, help="JSON to write")
+    a = p.parse_args(argv)
+    config, model = checkpoint.load(a.checkpoint)
+    groups = model.heads.plane_groups
+    S = config.image_size
+    depths, K = generate.mpi_geometry(config)
+    materialize = jax.jit(mpi.materialize, static_argnums=2)
+    rows = []
+    for clip in tqdm(F.load_clips(a.footage, a.split, S, None, a.max_frames), unit="clip"):
+        ident = metrics.to_float(clip.data["identity_rgb"])
+        real = metrics.to_float(clip.data["target_rgb"])
+        info = generate.identity_conditions(ident, K, align=config.flow_bound > 0)
+        track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
+        frames = list(generate.generate_fields(model, config, ident, track, steps=4,
+                                               batch_size=4, identity_info=info,
+                                               geometry="layers", paint="model"))
+        cond = generate.frame_conditions(track, S, K, 0, len(track))
+        valid = generate.prior_conditions(cond["expression"], info, K, S)["prior_valid"]
+        poses = np.stack([pose for _, pose in frames])
+        row = {"clip": clip.name, "source": clip.source}
+        rgba, flat_depths = F.flat_mpi(clip.data["identity_rgb"], clip.data["identity_pose"])
+        moved = np.stack([F.tgt_from_ref(pose, clip.data["identity_pose"])[None]
+                          for pose in clip.data["pose"]])
+        flat = render_frames([rgba] * len(real), flat_depths,
+                             np.asarray(clip.data["K"], np.float32), moved)[0][:, 0]
+        row["flat"] = float(np.mean(metrics.lpips(flat, real)))
+        for name, (geometry, sigma, how) in VARIANTS.items():
+            mpis = np.stack([np.asarray(materialize(variant(f, valid[t], groups, geometry, sigma,
+                                                            how), ident, S, groups))
+                             for t, (f, _) in enumerate(frames)])
+            shown = F.over_backdrop(mpis, ident, depths, K, poses)
+            row[name] = float(np.mean(metrics.lpips(shown, real)))
+        rows.append(row)
+    sources = sorted({r["source"] for r in rows})
+    summary = {name: {"all": float(np.mean([r[name] for r in rows])),
+                      **{s: float(np.mean([r[name] for r in rows if r["source"] == s]))
+                         for s in sources}} for name in [*VARIANTS, "flat"]}
+    out = {"split": a.split, "footage": str(a.footage), "checkpoint": a.checkpoint or "shipped",
+           "frames_per_clip": a.max_frames, "metric": "self-reenactment LPIPS, whole frame",
+           "summary": summary, "clips": rows}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1) + "\n")
+    for name, s in summary.items():
+        print(f"{name:28s} " + " ".join(f"{k} {v:.4f}" for k, v in s.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
