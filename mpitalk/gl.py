@@ -310,6 +310,19 @@ class GLRenderer:
         else:
             self.set_backdrop(*plane)
 
+    def set_frame_of(self, seq, index: int, size: int | None = None) -> None:
+        """Upload frame ``index`` of ``seq`` (an ``mpi_io.MPISequence``) with its pose: a dense
+        MPI as it is stored, a factored one as its fields and photo, its planes ``size`` px
+        (default the photo's; :meth:`set_fields`)."""
+        if seq.factored:
+            fields, frame_from_mpi = seq.fields_raw_and_pose(index)
+            self.set_fields(fields, seq.photo_u8, seq.depths, seq.K,
+                            seq.photo_size if size is None else size, frame_from_mpi,
+                            seq.plane_groups)
+        else:
+            rgba, frame_from_mpi = seq.raw_and_pose(index)
+            self.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
+
     def set_mpi(self, rgba: np.ndarray, depths: np.ndarray, K_src: np.ndarray,
                 frame_from_mpi: np.ndarray | None = None) -> None:
         """Upload an MPI: ``rgba`` (D,H,W,4) straight alpha, back to front, float in [0,1] or

@@ -391,13 +391,7 @@ def export_mpi_sequence(mpi_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             writers.append(VideoWriter(out_dir / f"{name}_{novel_view}.mp4", eye_w, eye_h,
                                        seq.fps, crf=crf, audio=audio, num_frames=T))
         for t in tqdm(range(T), desc=f"rendering {name}", unit="frame", disable=not progress):
-            if seq.factored:
-                fields, frame_from_mpi = seq.fields_raw_and_pose(t)
-                renderer.set_fields(fields, seq.photo_u8, seq.depths, seq.K, dense_size,
-                                    frame_from_mpi, seq.plane_groups)
-            else:
-                frame, frame_from_mpi = seq.raw_and_pose(t)
-                renderer.set_mpi(frame, seq.depths, seq.K, frame_from_mpi)
+            renderer.set_frame_of(seq, t, dense_size)
             packed = renderer.render_views(views, layout, dtype="f1")
             writers[0].write(packed[..., :3])
             if poses is not None:

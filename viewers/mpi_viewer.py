@@ -140,13 +140,7 @@ def save_png(path: str | Path, rgb: np.ndarray) -> None:
 def set_frame(renderer: gl.GLRenderer, seq: mpi_io.MPISequence, index: int) -> None:
     """Upload frame ``index``: a dense MPI as it is, a factored one materialized at its photo's
     size on the GPU."""
-    if seq.factored:
-        fields, frame_from_mpi = seq.fields_raw_and_pose(index)
-        renderer.set_fields(fields, seq.photo_u8, seq.depths, seq.K, seq.photo_size,
-                            frame_from_mpi, seq.plane_groups)
-    else:
-        rgba, frame_from_mpi = seq.raw_and_pose(index)
-        renderer.set_mpi(rgba, seq.depths, seq.K, frame_from_mpi)
+    renderer.set_frame_of(seq, index)
 
 
 def run_headless(seq: mpi_io.MPISequence, frames: int, screenshot: Path | None) -> None:
