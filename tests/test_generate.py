@@ -120,8 +120,9 @@ def test_generate_frames_keeps_the_models_mpi_and_gives_its_pose_in_the_frame(mo
                                            geometry="layers"))
     moved = list(generate.generate_mpis(None, CFG, identity, track, batch_size=2,
                                         geometry="layers"))
-    for (rgba, pose_k), (layers, pose_l) in zip(
-            generate.generate_frames(None, CFG, identity, track, batch_size=2), frames):
+    default = list(generate.generate_frames(None, CFG, identity, track, batch_size=2))
+    assert len(default) == len(frames)
+    for (rgba, pose_k), (_, pose_l) in zip(default, frames, strict=True):
         np.testing.assert_array_equal(rgba, surface.surface_rgba(ref_mpi))  # the default
         np.testing.assert_array_equal(pose_k, pose_l)
     depths, K = generate.mpi_geometry(CFG)
