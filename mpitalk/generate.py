@@ -334,8 +334,8 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
     """The clip loop of :func:`generate_frames` / :func:`generate_fields`: ``sample`` is
     ``sample_mpi`` or ``sample_fields``, ``to_dense`` turns a list of its per-frame outputs
     into their (n,D,S,S,4) dense MPIs, ``relay`` (or None) re-lays each output as ``geometry``
-    says before it is yielded (the earlier frame later clips are conditioned on is the model's
-    own, as in training)."""
+    says before it is yielded (the earlier frame later clips are conditioned on is rendered from
+    the planes before re-laying: soft layers, as in training; ``paint`` already applied)."""
     S = config.image_size
     if identity.shape != (S, S, 3):
         raise ValueError(f"identity must be ({S},{S},3), got {identity.shape}")
