@@ -120,22 +120,14 @@ class JobOptions:
 
 
 def _check_options(o: JobOptions) -> None:
-    if o.layout not in LAYOUTS:
-        raise UserError(f"--layout must be one of {LAYOUTS}, got {o.layout!r}")
-    if o.novel_view not in NOVEL_VIEWS:
-        raise UserError(f"--novel-view must be one of {NOVEL_VIEWS}, got {o.novel_view!r}")
-    if o.pose_mode not in POSE_MODES:
-        raise UserError(f"--pose-mode must be one of {POSE_MODES}, got {o.pose_mode!r}")
-    if o.space not in SPACES:
-        raise UserError(f"--space must be one of {SPACES}, got {o.space!r}")
-    if o.prev_mode not in PREV_MODES:
-        raise UserError(f"--prev-mode must be one of {PREV_MODES}, got {o.prev_mode!r}")
-    if o.backdrop not in BACKDROPS:
-        raise UserError(f"--backdrop must be one of {BACKDROPS}, got {o.backdrop!r}")
-    if o.geometry not in GEOMETRIES:
-        raise UserError(f"--geometry must be one of {GEOMETRIES}, got {o.geometry!r}")
-    if o.paint not in PAINTS:
-        raise UserError(f"--paint must be one of {PAINTS}, got {o.paint!r}")
+    choices = {"layout": LAYOUTS, "novel_view": NOVEL_VIEWS, "pose_mode": POSE_MODES,
+               "space": SPACES, "prev_mode": PREV_MODES, "backdrop": BACKDROPS,
+               "geometry": GEOMETRIES, "paint": PAINTS}
+    for name, allowed in choices.items():  # batch lines bypass argparse's choices
+        value = getattr(o, name)
+        if value not in allowed:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} must be one of {allowed}, got {value!r}")
     if o.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.convergence_m is not None and not o.convergence_m > 0:
