@@ -295,7 +295,8 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
                          prev_mode=prev_mode, space=space, geometry=geometry, paint=paint)
 
 
-def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
+def generate_fields(model, config, identity: np.ndarray, track: controls.Track, *,
+                    geometry: str = "surface",
                     **kw) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
     """Yield ``(fields, frame_from_mpi)`` per track frame: the factored MPI of each frame
     (``alpha``, ``blend`` (D,S,S), ``color`` (S,S,3), ``flow`` (G,S,S,2) float32; see
@@ -319,9 +320,10 @@ def generate_fields(model, config, identity: np.ndarray, track: controls.Track,
         return np.stack([np.asarray(mpi_io.materialize_jit()(f, ident, S, groups))
                          for f in fields])
 
-    relay = (None if kw.get("geometry", "surface") == "layers"
+    relay = (None if geometry == "layers"
              else lambda fields: surface.surface_fields(fields, groups))
-    yield from _generate(sample_fields, to_dense, relay, model, config, identity, track, **kw)
+    yield from _generate(sample_fields, to_dense, relay, model, config, identity, track,
+                         geometry=geometry, **kw)
 
 
 

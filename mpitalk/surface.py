@@ -42,8 +42,9 @@ SIGMA_PX = 0.0  # Gaussian smoothing of the median-depth map, texels of 128-px f
 
 
 def over_weights(alpha: np.ndarray) -> np.ndarray:
-    """Compositing weights (D,...) of alphas (D,...) ordered back to front, numpy:
-    ``w_i = a_i prod_{j>i} (1 - a_j)`` (``mpi.over_weights``)."""
+    """Compositing weights (D,...) of alphas (D,...) ordered back to front, numpy in float64:
+    ``w_i = a_i prod_{j>i} (1 - a_j)`` (``mpi.over_weights`` is JAX's, in float32; the median
+    needs the host's precision to be the same on every machine)."""
     a = np.asarray(alpha, np.float64)
     in_front = np.cumprod((1.0 - a)[::-1], axis=0)[::-1]  # prod_{j>=i}(1 - a_j)
     return a * np.concatenate([in_front[1:], np.ones_like(a[:1])], axis=0)
@@ -53,7 +54,12 @@ def median_plane(alpha: np.ndarray) -> np.ndarray:
     """(H,W) continuous plane index (0 = the far plane, D - 1 the nearest) where the compositing
     weight of ``alpha`` (D,H,W, back to front) accumulated from the front reaches 1/2, plane
     ``j``'s weight spread over ``[j - 1/2, j + 1/2]``; clamped to [0, D - 1]."""
-    w = over_weights(alpha)[::-1]  # front to back
+    return _median_of_weights(over_weights(alpha))
+
+
+def _median_of_weights(weights: np.ndarray) -> np.ndarray:
+    """:func:`median_plane` of the compositing weights (D,H,W) back to front."""
+    w = weights[::-1]  # front to back
     D = w.shape[0]
     cum = np.cumsum(w, axis=0)
     k = np.minimum(np.sum(cum < 0.5, axis=0), D - 1)  # the front-to-back plane reaching 1/2
@@ -68,11 +74,16 @@ def surface_alpha(alpha: np.ndarray, sigma_px: float = SIGMA_PX) -> np.ndarray:
     smoothed median plane ``p`` back to the far plane, ``p - floor(p)`` on the plane in front
     of it, transparent in front of that. ``sigma_px`` is in texels of an image 128 px wide and
     scales with the fields' width."""
-    p = median_plane(alpha)
+    return _alpha_at(median_plane(alpha), alpha.shape[0], sigma_px)
+
+
+def _alpha_at(p: np.ndarray, num_planes: int, sigma_px: float) -> np.ndarray:
+    """The alphas (D,H,W) float32 of a surface at plane index ``p`` (H,W), smoothed first by
+    ``sigma_px`` (:func:`surface_alpha`)."""
     sigma = float(sigma_px) * p.shape[-1] / 128.0
     if sigma > 0:
         p = ndimage.gaussian_filter(p, sigma, mode="nearest")
-    index = np.arange(alpha.shape[0], dtype=np.float64)[:, None, None]
+    index = np.arange(num_planes, dtype=np.float64)[:, None, None]
     return np.clip(p[None] - index + 1.0, 0.0, 1.0).astype(np.float32)
 
 
@@ -85,7 +96,7 @@ def surface_rgba(rgba: np.ndarray, sigma_px: float = SIGMA_PX) -> np.ndarray:
         ..., None]
     out = np.empty_like(rgba)
     out[..., :3] = colour.astype(np.float32)
-    out[..., 3] = surface_alpha(rgba[..., 3], sigma_px)
+    out[..., 3] = _alpha_at(_median_of_weights(w), rgba.shape[0], sigma_px)
     return out
 
 
@@ -112,6 +123,6 @@ def surface_fields(fields: dict[str, np.ndarray], plane_groups: np.ndarray | Non
                      np.maximum(np.sum(wb, 0), 1e-12)[..., None])
         flow = np.broadcast_to(mean_flow, flow.shape)
     return {**fields,
-            "alpha": surface_alpha(alpha, sigma_px),
+            "alpha": _alpha_at(_median_of_weights(w), alpha.shape[0], sigma_px),
             "blend": np.broadcast_to(mean_blend, blend.shape).astype(np.float32),
             "flow": np.ascontiguousarray(flow, np.float32)}
