@@ -65,16 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     materialize = jax.jit(mpi.materialize, static_argnums=2)
     rows = []
     for clip in tqdm(F.load_clips(a.footage, a.split, S, None, a.max_frames), unit="clip"):
-        ident = metrics.to_float(clip.data["identity_rgb"])
-        real = metrics.to_float(clip.data["target_rgb"])
-        info = generate.identity_conditions(ident, K, align=config.flow_bound > 0)
-        track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
-        frames = list(generate.generate_fields(model, config, ident, track, steps=4,
-                                               batch_size=4, identity_info=info,
-                                               geometry="layers", paint="model"))
-        cond = generate.frame_conditions(track, S, K, 0, len(track))
-        valid = generate.prior_conditions(cond["expression"], info, K, S)["prior_valid"]
-        poses = np.stack([pose for _, pose in frames])
+        sampled = F.sample_fields(model, config, clip, paint="model")
+        ident, real, valid = sampled.identity, sampled.real, sampled.prior_valid
         row = {"clip": clip.name, "source": clip.source}
         rgba, flat_depths = F.flat_mpi(clip.data["identity_rgb"], clip.data["identity_pose"])
         moved = np.stack([F.tgt_from_ref(pose, clip.data["identity_pose"])[None]
@@ -85,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, (geometry, sigma, how) in VARIANTS.items():
             mpis = np.stack([np.asarray(materialize(variant(f, valid[t], groups, geometry, sigma,
                                                             how), ident, S, groups))
-                             for t, (f, _) in enumerate(frames)])
-            shown = F.over_backdrop(mpis, ident, depths, K, poses)
+                             for t, f in enumerate(sampled.fields)])
+            shown = F.over_backdrop(mpis, ident, depths, K, sampled.frame_from_mpi)
             row[name] = float(np.mean(metrics.lpips(shown, real)))
         rows.append(row)
     sources = sorted({r["source"] for r in rows})

@@ -264,3 +264,51 @@ def test_sharpness_copy_is_one_blur_is_lower():
     board = np.indices((10, 10)).sum(0) % 2
     assert scores.laplacian_variance(np.repeat(board[..., None], 3, -1).astype(float)) == \
         pytest.approx(16.0)
+
+
+def test_sampled_fields_relaid_are_what_the_job_stores(footage):
+    """``footage.sample_fields`` keeps the model's soft layers so that the scripts can compare
+    ways of storing them; re-laid as a surface they are the job's own fields
+    (``generate.generate_fields`` with its defaults, sampled separately) for the same clip.
+    Sampled with the model's own paint, its first batch with the blend set to the copy where
+    ``paint.copy_mask`` of the prior's validity says so is the job's too."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from mpitalk import generate, paint, surface
+    from mpitalk import model as M
+
+    cfg = M.micro().replace(image_size=S, flow_bound=0.1)
+    model = M.MPIModel(cfg, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)  # moved off the zero-initialised heads: fields that vary
+    nnx.update(model, jax.tree.map(lambda p: jnp.asarray(
+        np.asarray(p) + 0.3 * rng.standard_normal(p.shape).astype(np.float32)),
+        nnx.state(model, nnx.Param)))
+    clip = fe.load_clips(footage, "test", S)[0]
+    got = fe.sample_fields(model, cfg, clip, steps=2, batch_size=2)
+    own = fe.sample_fields(model, cfg, clip, steps=2, batch_size=2, paint="model")
+    assert len(got.fields) == T and got.frame_from_mpi.shape == (T, 4, 4)
+    assert got.prior_valid.shape == (T, S, S) and got.real.shape == (T, S, S, 3)
+    _, K = generate.mpi_geometry(cfg)
+    info = generate.identity_conditions(got.identity, K, align=True)
+    track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
+    job = list(generate.generate_fields(model, cfg, got.identity, track, steps=2, batch_size=2,
+                                        identity_info=info))
+    groups = model.heads.plane_groups
+    for t, (fields, pose) in enumerate(job):
+        assert np.ptp(surface.median_plane(got.fields[t]["alpha"])) > 1.0  # relief
+        assert np.ptp(own.fields[t]["blend"]) > 0.1 and np.ptp(got.fields[t]["flow"]) > 0
+        candidates = [got.fields[t]]
+        if t < 2:  # the first batch: the model's own paint, painted only in the holes
+            f = dict(own.fields[t])
+            copy = paint.copy_mask(own.prior_valid[t])[None] > 0.5
+            # the job sets the copy's validity there; the photo's camera sees all of it: 1
+            candidates.append({**f, "blend": np.where(copy, 1.0, f["blend"]).astype(np.float32)})
+        for c in candidates:
+            relaid = surface.surface_fields(c, groups)
+            for k in ("alpha", "blend", "color", "flow"):
+                np.testing.assert_allclose(relaid[k], fields[k], atol=1e-5, err_msg=f"{k} {t}")
+        np.testing.assert_allclose(pose, got.frame_from_mpi[t], atol=1e-6)
+    # later frames of the model's own paint are conditioned on a frame painted otherwise
+    assert not np.allclose(own.fields[2]["alpha"], got.fields[2]["alpha"], atol=1e-5)

@@ -179,6 +179,47 @@ def _render_one(rgba, depths, K, pose):
     return mpi.RenderOut(*(np.asarray(x)[0] for x in out))
 
 
+@dataclass
+class ClipFields:
+    """A clip's frames sampled as factored fields (:func:`sample_fields`): the photo ``identity``
+    (S,S,3) float, the ``real`` frames (T,S,S,3) float, the model's ``fields`` (one dict a frame,
+    its soft layers), each frame's ``frame_from_mpi`` (T,4,4) and the rig
+    prior's validity ``prior_valid`` (T,S,S), which :mod:`mpitalk.paint` reads."""
+
+    identity: np.ndarray
+    real: np.ndarray
+    fields: list[dict[str, np.ndarray]]
+    frame_from_mpi: np.ndarray
+    prior_valid: np.ndarray
+
+
+def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: int = 4,
+                  paint: str = "holes") -> ClipFields:
+    """A clip's self-reenactment sampled once as fields, as the main job samples them (the
+    clip's own head motion from its identity frame, ``generate.motion_from_photo``; ``paint``
+    as its ``--paint``), but kept as the model's soft layers (``geometry="layers"``), so that
+    the ways of storing and showing them can be compared on the same samples
+    (``scripts/eval_*``): ``surface.surface_fields`` of each is what the job stores. With
+    ``paint="model"`` the blend is the model's everywhere; setting it to the copy where
+    ``paint.copy_mask(prior_valid)`` says so gives the job's ``--paint holes`` fields for the
+    first ``batch_size`` frames only (later ones are conditioned on a frame of the first batch
+    as it was painted)."""
+    from mpitalk import generate
+
+    S = config.image_size
+    _, K = generate.mpi_geometry(config)
+    ident = metrics.to_float(clip.data["identity_rgb"])
+    info = generate.identity_conditions(ident, K, align=config.flow_bound > 0)
+    track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
+    frames = list(generate.generate_fields(model, config, ident, track, steps=steps,
+                                           batch_size=batch_size, identity_info=info,
+                                           geometry="layers", paint=paint))
+    cond = generate.frame_conditions(track, S, K, 0, len(track))
+    valid = generate.prior_conditions(cond["expression"], info, K, S)["prior_valid"]
+    return ClipFields(ident, metrics.to_float(clip.data["target_rgb"]), [f for f, _ in frames],
+                      np.stack([pose for _, pose in frames]), valid)
+
+
 def identity_distances(reference: np.ndarray | None, frames: np.ndarray) -> np.ndarray:
     """dlib distance (T,) of each frame (T,H,W,3) uint8 to ``reference`` (NaN: no face),
     computing each distinct frame once (a baseline repeats one image)."""

@@ -1,0 +1,122 @@
+"""Where the self-reenactment gap to the flat photo comes from, on a real-footage split: the
+shipped frames against three constructions made from the same sampled fields, each scored on
+the whole frame (LPIPS) and on the head alone (LPIPS with the real background pasted around the
+generated head; PSNR on the head mask), as ``python -m mpitalk.evaluate --footage`` scores them.
+
+- ``shipped``: the frames as the main job makes and shows them (surface MPI, paint in the
+  holes, over the world backdrop: ``scripts/eval_surface_variants.py``'s "surface, holes");
+- ``no warp``: the same with the flow set to zero (the photo copied on the surface MPI where it
+  lies; the holes still painted): what the expression warp adds or costs;
+- ``model image, flat``: the shipped MPI seen from the photo's own camera (the model's image,
+  expression and all), put on one opaque plane at the head's depth and moved rigidly with the
+  head, as the flat baseline moves the photo: what the MPI's geometry and the still backdrop
+  add or cost;
+- ``flat``: the flat baseline itself (the photo on that plane).
+
+    python scripts/eval_head_gap.py --footage /work/cache/footage --split test \\
+        --out docs/eval/footage/head_gap_test.json
+
+Each clip's fields are sampled once, as the job samples them (``evaluate.footage.sample_fields``:
+its first ``--max-frames`` frames, 4 Euler steps, the clip's own head motion, paint in the
+holes), and re-laid as the job re-lays them (``surface.surface_fields``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from mpitalk import checkpoint, generate, metrics, mpi, surface
+from mpitalk.evaluate import footage as F
+from mpitalk.evaluate.scores import render_frames
+
+METHODS = ("shipped", "no warp", "model image, flat", "flat")
+METRICS = ("lpips", "lpips_head", "psnr_head")
+
+
+def scores(rgb: np.ndarray, real: np.ndarray, head: np.ndarray) -> dict[str, float]:
+    """Whole-frame LPIPS, head LPIPS (real background pasted) and head PSNR of frames (T,S,S,3)
+    against the real ones, ``head`` (T,S,S) bool the real frames' head mask."""
+    rgb = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
+    return {"lpips": float(np.mean(metrics.lpips(rgb, real))),
+            "lpips_head": float(np.mean(metrics.lpips(np.where(head[..., None], rgb, real),
+                                                      real))),
+            "psnr_head": metrics.nanmean(np.atleast_1d(metrics.psnr(rgb, real, mask=head)))}
+
+
+def stored(materialize, fields: dict, photo: np.ndarray, groups, warp: bool) -> np.ndarray:
+    """One frame's dense MPI as the job stores it (the surface MPI of fields sampled with the
+    job's paint), with the flow zeroed unless ``warp``."""
+    f = dict(fields)
+    if not warp:
+        f["flow"] = np.zeros_like(f["flow"])
+    return np.asarray(materialize(surface.surface_fields(f, groups), photo, photo.shape[0],
+                                  groups))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--footage", type=Path, required=True, help="real-footage dataset folder")
+    p.add_argument("--split", default="val")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped one")
+    p.add_argument("--max-frames", type=int, default=12)
+    p.add_argument("--out", type=Path, required=True, help="JSON to write")
+    a = p.parse_args(argv)
+    config, model = checkpoint.load(a.checkpoint)
+    groups = model.heads.plane_groups
+    S = config.image_size
+    depths, K = generate.mpi_geometry(config)
+    materialize = jax.jit(mpi.materialize, static_argnums=2)
+    eye = np.eye(4, dtype=np.float32)
+    rows = []
+    for clip in tqdm(F.load_clips(a.footage, a.split, S, None, a.max_frames), unit="clip"):
+        sampled = F.sample_fields(model, config, clip)
+        ident, real = sampled.identity, sampled.real
+        poses = sampled.frame_from_mpi
+        head = clip.data["target_alpha"] > 127
+
+        shipped = np.stack([stored(materialize, f, ident, groups, True) for f in sampled.fields])
+        no_warp = np.stack([stored(materialize, f, ident, groups, False) for f in sampled.fields])
+        K_clip = np.asarray(clip.data["K"], np.float32)
+        moved = np.stack([F.tgt_from_ref(pose, clip.data["identity_pose"])[None]
+                          for pose in clip.data["pose"]])
+        rgba, flat_depths = F.flat_mpi(clip.data["identity_rgb"], clip.data["identity_pose"])
+        own = [np.asarray(F._render_one(m, depths, K, eye).rgb) for m in shipped]
+        model_flat = [np.concatenate([o, np.ones(o.shape[:2] + (1,), np.float32)], -1)[None]
+                      for o in own]
+        shown = {
+            "shipped": F.over_backdrop(shipped, ident, depths, K, poses),
+            "no warp": F.over_backdrop(no_warp, ident, depths, K, poses),
+            "model image, flat": render_frames(model_flat, flat_depths, K_clip, moved)[0][:, 0],
+            "flat": render_frames([rgba] * len(real), flat_depths, K_clip, moved)[0][:, 0],
+        }
+        rows.append({"clip": clip.name, "source": clip.source,
+                     **{m: scores(shown[m], real, head) for m in METHODS}})
+    sources = sorted({r["source"] for r in rows})
+
+    def mean(m: str, k: str, source: str | None = None) -> float:
+        return float(np.mean([r[m][k] for r in rows if source in (None, r["source"])]))
+
+    summary = {m: {k: {"all": mean(m, k), **{s: mean(m, k, s) for s in sources}}
+                   for k in METRICS} for m in METHODS}
+    out = {"split": a.split, "footage": str(a.footage), "checkpoint": a.checkpoint or "shipped",
+           "frames_per_clip": a.max_frames, "summary": summary, "clips": rows}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out.with_name(a.out.name + ".partial")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(a.out)
+    for m in METHODS:
+        print(f"{m:18s} " + "  ".join(
+            f"{k} {summary[m][k]['all']:.4f} (" +
+            ", ".join(f"{s} {summary[m][k][s]:.4f}" for s in sources) + ")" for k in METRICS))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
