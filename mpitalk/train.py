@@ -339,7 +339,24 @@ def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, referen
         smooth = flow_smoothness(flow_px)
         loss = loss + config.flow_smooth * smooth
         extra = {"flow_tv": smooth, "flow_px": jnp.mean(jnp.abs(flow_px), (1, 2, 3, 4))}
+    if config.depth_spread > 0:
+        spread = depth_spread(fields["alpha"])
+        loss = loss + config.depth_spread * spread
+        extra["depth_spread"] = spread
     return loss, mse, extra
+
+
+def depth_spread(alpha: jax.Array) -> jax.Array:
+    """(B,) the mean over pixels of the variance of the plane index under each pixel's
+    compositing weights (alphas (B,D,S,S) back to front, the back plane opaque so that the
+    weights sum to 1), in planes^2: 0 where one plane holds a pixel's whole opacity, 1/4 where
+    two neighbouring planes share it equally, large where a soft MPI spreads it over many
+    (the smear a turned view shows, and what the surface MPI's median throws away)."""
+    w = jax.vmap(mpi.over_weights)(alpha)  # (B,D,S,S)
+    w = w / jnp.maximum(jnp.sum(w, 1, keepdims=True), 1e-6)
+    index = jnp.arange(alpha.shape[1], dtype=alpha.dtype)[None, :, None, None]
+    mean = jnp.sum(w * index, 1, keepdims=True)
+    return jnp.mean(jnp.sum(w * (index - mean) ** 2, 1), (1, 2))
 
 
 def flow_smoothness(flow_px: jax.Array) -> jax.Array:

@@ -68,6 +68,9 @@ class Config:
     video_full_frame_loss: bool = False  # compare clips from video over the whole frame in
     # the reference camera, not only on the head mask: their background stays still while the
     # MPI moves with the head, which pulls it towards the head's depth (where it moves least)
+    depth_spread: float = 0.0  # weight of the depth-spread loss: the variance of the plane
+    # index under each pixel's compositing weights (planes^2, mean over pixels), which pulls a
+    # pixel's opacity onto one depth, as the stored surface MPI re-lays it (mpitalk.surface)
     p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
     seed: int = 0  # seed of parameters, noise and data order
     checkpoint_every: int = 500  # steps between training checkpoints
