@@ -5,7 +5,10 @@ split: the model's soft layers, the surface MPI at several smoothings of its dep
 (``generate.generate_fields``, the clip's own head motion as in ``python -m mpitalk.evaluate
 --footage``), with the model's own blend and planes; every variant is then made from them and
 shown as the job shows it (over the world backdrop) at 128 px; the flat baseline beside them
-(``flat``, as the evaluation renders it).
+(``flat``, as the evaluation renders it). The variants that paint only in the holes differ from
+the job's own frames after each clip's first batch (``evaluate.footage.sample_fields``: a later
+batch is conditioned on a frame of the first as the model painted it, the job's as it painted
+it in the holes); ``scripts/eval_head_gap.py`` samples as the job does.
 
     python scripts/eval_surface_variants.py --footage /work/cache/footage --split val \\
         --out docs/eval/footage/surface_variants_val.json
