@@ -9,3 +9,5 @@ SPACES = ("reference", "target")  # camera the model makes each MPI in (mpitalk.
 PREV_MODES = ("anchor", "chain", "none")  # earlier frame later clips are conditioned on
 GEOMETRIES = ("surface", "layers")  # how each frame's planes are stored (mpitalk.surface)
 PAINTS = ("holes", "model")  # where the colour branch's painted colour is shown (mpitalk.paint)
+BODIES = ("world", "head")  # with the world backdrop, what the body does (mpitalk.body): stays
+# with the room while the head moves on the neck, or moves with the head

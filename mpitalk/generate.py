@@ -126,9 +126,11 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
     ``align`` (for a model with a flow branch): also ``prior_align``, the 2-D correspondence
     between the photo's face and the rig's at that expression and pose
     (``prior_align.fit``), which moves the rig's prior flow onto the photo's features; absent
-    when MediaPipe cannot read the rig's render. ``values`` (52,): blendshapes to take for the
-    photo instead of MediaPipe's reading (the evaluation's ``relative_true_expression``: a
-    synthetic identity's own, where MediaPipe misreads cartoon brows); the pose is still read."""
+    when MediaPipe cannot read the rig's render. ``chin_px`` (2,): the chin landmark (pixels of
+    the S-px image), where :mod:`mpitalk.body` puts the neck cut. ``values`` (52,):
+    blendshapes to take for the photo instead of MediaPipe's reading (the evaluation's
+    ``relative_true_expression``: a synthetic identity's own, where MediaPipe misreads cartoon
+    brows); the pose is still read."""
     from mpitalk import face, rig
 
     S = identity.shape[0]
@@ -143,7 +145,8 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
     values = np.clip(faces[0].blendshapes if values is None else values, 0, 1).astype(np.float32)
     render = rig.render_condition(values, pose, K, S).astype(np.float32) / 255.0
     info = {"identity_cond": render,
-            "identity_expression": np.concatenate([values, pose]).astype(np.float32)}
+            "identity_expression": np.concatenate([values, pose]).astype(np.float32),
+            "chin_px": faces[0].landmarks_px[face.CHIN].astype(np.float32)}  # mpitalk.body
     if align:
         from mpitalk import prior_align
 

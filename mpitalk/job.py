@@ -38,7 +38,7 @@ import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
 from mpitalk.atomic import clean_stale, is_within, swap_in, temp_dir_beside
-from mpitalk.choices import GEOMETRIES, PAINTS, PREV_MODES, SPACES
+from mpitalk.choices import BODIES, GEOMETRIES, PAINTS, PREV_MODES, SPACES
 
 DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
@@ -96,6 +96,8 @@ class JobOptions:
     quiet: bool = False  # no progress bars
     web: bool = False  # also write OUT/web/, the headset page (mpitalk.web; needs format 3)
     backdrop: str = "world"  # world: the room stays still as the head moves; head: moves with it
+    body: str = "head"  # with the world backdrop: head: the whole person moves with the head;
+    # world: the body stays with the room and the head moves on the neck (mpitalk.body)
     geometry: str = "surface"  # surface: one opaque layer per pixel (mpitalk.surface); layers:
     # the model's soft planes as they are
     paint: str = "holes"  # holes: painted colour only where the photo shows nothing to copy
@@ -122,12 +124,15 @@ class JobOptions:
 def _check_options(o: JobOptions) -> None:
     choices = {"layout": LAYOUTS, "novel_view": NOVEL_VIEWS, "pose_mode": POSE_MODES,
                "space": SPACES, "prev_mode": PREV_MODES, "backdrop": BACKDROPS,
-               "geometry": GEOMETRIES, "paint": PAINTS}
+               "body": BODIES, "geometry": GEOMETRIES, "paint": PAINTS}
     for name, allowed in choices.items():  # batch lines bypass argparse's choices
         value = getattr(o, name)
         if value not in allowed:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} must be one of {allowed}, got {value!r}")
+    if o.body == "world" and (o.backdrop != "world" or o.space != "reference"):
+        raise UserError("--body world keeps the body with the world backdrop: it needs "
+                        "--backdrop world and --space reference (the defaults)")
     if o.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.convergence_m is not None and not o.convergence_m > 0:
@@ -511,7 +516,9 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
         frames = generate.generate_fields(model, config, identity, track, **kw)
         room, back = None, 0
         if o.backdrop == "world":  # the room from the first frame's head planes (mpitalk.backdrop)
-            room, back, frames = backdrop.from_first_frame(frames, photo, depths)
+            room, back, frames = backdrop.from_first_frame(
+                frames, photo, depths, identity_info=identity_info,
+                values=track.values if o.body == "world" else None, K=K)
         mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps,
                                        plane_groups=model.heads.plane_groups, backdrop=room,
                                        back_planes=back)

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="world: the room behind the person stays still while the head moves "
                         "(the photo with the person filled in, behind the head's planes); head: "
                         "the whole MPI moves with the head, room and all")
+    g.add_argument("--body", choices=job.BODIES, default=d.body,
+                   help="with --backdrop world: head: the whole person moves with the head; "
+                        "world: the body below the neck stays with the room while the head "
+                        "turns and nods on the neck (for a driver whose body stays still)")
     g.add_argument("--geometry", choices=job.GEOMETRIES, default=d.geometry,
                    help="surface: each pixel's planes re-laid as one opaque surface at the depth "
                         "the model gives it (sharp when the head turns); layers: the model's soft "

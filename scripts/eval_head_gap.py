@@ -4,7 +4,8 @@ the whole frame (LPIPS) and on the head alone (LPIPS with the real background pa
 generated head; PSNR on the head mask), as ``python -m mpitalk.evaluate --footage`` scores them.
 
 - ``shipped``: the frames as the main job makes and shows them (surface MPI, paint in the
-  holes, over the world backdrop: ``scripts/eval_surface_variants.py``'s "surface, holes");
+  holes, over the world backdrop; with ``--body world``, as the job's ``--body world``, the head
+  planes end at the neck and the body stays with the room, ``mpitalk.body``);
 - ``no warp``: the same with the flow set to zero (the photo copied on the surface MPI where it
   lies; the holes still painted): what the expression warp adds or costs;
 - ``model image, flat``: the shipped MPI seen from the photo's own camera (the model's image,
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="val")
     p.add_argument("--checkpoint", default=None, help="default: the shipped one")
     p.add_argument("--max-frames", type=int, default=12)
+    p.add_argument("--body", choices=("head", "world"), default="head",
+                   help="the job's --body: the whole person moves with the head, or the body "
+                        "stays with the room (mpitalk.body)")
     p.add_argument("--out", type=Path, required=True, help="JSON to write")
     a = p.parse_args(argv)
     config, model = checkpoint.load(a.checkpoint)
@@ -90,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         own = [np.asarray(F._render_one(m, depths, K, eye).rgb) for m in shipped]
         model_flat = [np.concatenate([o, np.ones(o.shape[:2] + (1,), np.float32)], -1)[None]
                       for o in own]
+        values = clip.track.values if a.body == "world" else None
         shown = {
-            "shipped": F.over_backdrop(shipped, ident, depths, K, poses),
-            "no warp": F.over_backdrop(no_warp, ident, depths, K, poses),
+            "shipped": F.over_backdrop(shipped, ident, depths, K, poses, values),
+            "no warp": F.over_backdrop(no_warp, ident, depths, K, poses, values),
             "model image, flat": render_frames(model_flat, flat_depths, K_clip, moved)[0][:, 0],
             "flat": render_frames([rgba] * len(real), flat_depths, K_clip, moved)[0][:, 0],
         }
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {m: {k: {"all": mean(m, k), **{s: mean(m, k, s) for s in sources}}
                    for k in METRICS} for m in METHODS}
-    out = {"split": a.split, "footage": str(a.footage), "checkpoint": a.checkpoint or "shipped",
+    out = {"split": a.split, "body": a.body, "footage": str(a.footage),
+           "checkpoint": a.checkpoint or "shipped",
            "frames_per_clip": a.max_frames, "summary": summary, "clips": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_name(a.out.name + ".partial")

@@ -156,9 +156,14 @@ def test_batch_job_options_are_checked_like_the_cli():
     # batch JSON jobs bypass argparse's choices: the job's own check names the option
     for field, flag in (("prev_mode", "--prev-mode"), ("space", "--space"),
                         ("pose_mode", "--pose-mode"), ("backdrop", "--backdrop"),
-                        ("geometry", "--geometry"), ("paint", "--paint")):
+                        ("geometry", "--geometry"), ("paint", "--paint"), ("body", "--body")):
         with pytest.raises(job.UserError, match=flag):
             job._check_options(job.JobOptions(**{field: "nonsense"}))
+    # the body can only stay with a world backdrop (mpitalk.body)
+    for other in ({"backdrop": "head"}, {"space": "target"}):
+        with pytest.raises(job.UserError, match="--body world .* needs --backdrop world"):
+            job._check_options(job.JobOptions(body="world", **other))
+    job._check_options(job.JobOptions(body="world"))
 
 
 def test_compile_cache_folder_from_the_environment_and_off(tmp_path, monkeypatch):

@@ -191,3 +191,32 @@ def test_rerendering_with_backdrop_head_draws_the_frames_whole(job_out, tmp_path
     r.release()
     assert np.abs(left - whole).mean() < 4 / 255
     assert np.abs(whole - over).max() > 0.1  # the two differ somewhere (the premise)
+
+
+def test_body_world_cuts_the_stored_head_planes_at_the_neck(job_out, tmp_path):
+    """``--body world`` (mpitalk.body): the same frames as the default job, with the head planes
+    faded out below the photo's chin, the back planes untouched, and the backdrop keeping the
+    photo where the body was taken off the head planes."""
+    from mpitalk import backdrop
+
+    out = tmp_path / "body"
+    assert render.main(["--out", str(out), "--eye-size", "96", "--body", "world", *FAST]) == 0
+    whole, cut = mpi_io.load(job_out / "mpi"), mpi_io.load(out / "mpi")
+    assert json.loads((out / "report.json").read_text())["options"]["body"] == "world"
+    _, _, _, k = cut.backdrop_plane()
+    a, b = whole.fields(0)["alpha"], cut.fields(0)["alpha"]
+    np.testing.assert_array_equal(a[:k], b[:k])
+    assert np.all(b[k:] <= a[k:] + 1.5 / 255)  # stored as uint8
+    rows = np.nonzero((a[k:] - b[k:]).max(0).max(1) > 0.5)[0]  # texel rows cut
+    assert rows.size > 10 and rows.min() > 64  # below the middle of the face crop: the body
+    assert np.array_equal(a[k:, :40], b[k:, :40])  # the hair and the forehead are untouched
+    # the backdrop keeps the photo under the body (its lower corners of the crop)
+    image = cut.backdrop_plane()[0].astype(float)
+    body_px = np.zeros((128, 128), bool)
+    body_px[120:, 40:88] = True
+    body_px &= backdrop.head_cover(a, k) > 0.9
+    assert body_px.sum() > 50
+    photo = cut.photo_u8.astype(float)
+    idx = (np.arange(96) * 4) // 3
+    body96 = body_px[idx][:, idx]
+    assert np.abs(image - photo).mean(-1)[body96].max() <= 2

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpitalk import UserError, run_cli
-from mpitalk.choices import GEOMETRIES, PAINTS
+from mpitalk.choices import BODIES, GEOMETRIES, PAINTS
 from mpitalk.evaluate.dataset import evaluate_dataset
 from mpitalk.evaluate.footage import (
     CROSS_METRICS,
@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backdrop", choices=("world", "head"), default="world",
                    help="--footage: the model's frames over a still room behind the head, as "
                         "the main job shows them (world), or each MPI rendered whole (head)")
+    p.add_argument("--body", choices=BODIES, default="head",
+                   help="--footage, --backdrop world: the whole person moves with the head "
+                        "(head, the main job's default), or the head planes end at the neck and "
+                        "the body stays with the room (world, the job's --body world)")
     p.add_argument("--geometry", choices=GEOMETRIES, default="surface",
                    help="how the model's planes are stored: one opaque surface per pixel "
                         "(surface, the main job's default) or the model's soft layers")
@@ -170,7 +174,7 @@ def _run_footage(args: argparse.Namespace) -> int:
         max_frames=args.max_frames if args.max_frames is not None else DEFAULT_MAX_FRAMES,
         max_pairs=args.max_pairs or None, photo=args.photo, driver_track=args.driver_track,
         checkpoint_name=str(args.checkpoint or "shipped"), progress=not args.quiet,
-        backdrop=args.backdrop, geometry=args.geometry,
+        backdrop=args.backdrop, body=args.body, geometry=args.geometry,
         paint=args.paint)
     print(footage_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'details.json'}, "

@@ -150,16 +150,28 @@ def load_clips(data: str | Path, split: str, size: int, max_clips: int | None = 
 
 
 def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K: np.ndarray,
-                  frame_from_mpi: np.ndarray) -> np.ndarray:
+                  frame_from_mpi: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
     """Frames (T,S,S,3) of MPIs (T,D,S,S,4) made in the photo's camera as the main job shows
     them (``mpitalk.backdrop``, ``GLRenderer.set_backdrop``): each frame's head planes at its
     pose over one world backdrop, estimated from the first frame's head planes over
-    ``identity`` (S,S,3), at the frame camera's own pose."""
-    from mpitalk import backdrop, mpi
+    ``identity`` (S,S,3), at the frame camera's own pose. With the frames' blendshapes
+    ``values`` (T,52) the head planes end at the neck and the body stays with the room, as the
+    job's ``--body world`` stores them (``backdrop.from_first_frame``, ``mpitalk.body``)."""
+    from mpitalk import backdrop, body, generate, mpi
 
     k = backdrop.back_planes(depths)
+    fade = None
+    if values is not None:
+        cut = body.neck_cut(mpis[0][..., 3], depths, K, generate.identity_conditions(identity, K))
+        if cut is not None:
+            whole = mpis[0][..., 3]
+            mpis = np.array(mpis, np.float32, copy=True)
+            for t in range(len(mpis)):
+                mpis[t, k:, ..., 3] *= cut.keep(values[t])[k:]
+            fade = backdrop.neck_fade(whole, mpis[0][..., 3], k)
     room, room_depth = backdrop.backdrop_mpi(
-        backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k)), float(depths[0]))
+        backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k), keep_photo=fade),
+        float(depths[0]))
     room_out = _render_one(room, room_depth, K, np.eye(4, dtype=np.float32))
     out = []
     for m, pose in zip(mpis, frame_from_mpi, strict=True):
@@ -452,7 +464,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
                      max_pairs: int | None = DEFAULT_MAX_PAIRS,
                      photo: str | Path | None = None, driver_track: str | Path | None = None,
                      checkpoint_name: str = "", progress: bool = True,
-                     size: int | None = None, backdrop: str = "world",
+                     size: int | None = None, backdrop: str = "world", body: str = "head",
                      geometry: str = "surface", paint: str = "holes") -> dict:
     """Self- and cross-reenactment on a real-footage split (model None: baselines only); write
     ``out``/metrics.json, details.json and report.html. Returns the metrics.json content.
@@ -462,8 +474,11 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     size when there is no model (default: the clips'). ``backdrop``: ``"world"`` (the main
     job's default for MPIs made in the photo's camera, ``mpitalk.backdrop``: each frame's head
     planes over one still room, as real video has it) or ``"head"`` (each MPI rendered whole,
-    the room moving with the head). ``geometry``: how the model's planes are stored
-    (``generate.GEOMETRIES``: the main job's default ``"surface"``, or the soft ``"layers"``);
+    the room moving with the head); ``body``: with the world backdrop, ``"head"`` (the job's
+    default: the whole person moves with the head) or ``"world"`` (``mpitalk.body``: the head
+    planes end at the neck, the body stays with the room). ``geometry``: how the model's
+    planes are stored (``generate.GEOMETRIES``: the main job's default ``"surface"``, or the
+    soft ``"layers"``);
     ``paint``: where its painted colour shows (``generate.PAINTS``, default ``"holes"``)."""
     from tqdm import tqdm
 
@@ -501,7 +516,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
                                              **kw)
         if backdrop != "world" or space != "reference":
             return render_frames(mpis, mpi_depths, mpi_K, frame_from_mpi[:, None])[0][:, 0]
-        return over_backdrop(mpis, identity, mpi_depths, mpi_K, frame_from_mpi)
+        return over_backdrop(mpis, identity, mpi_depths, mpi_K, frame_from_mpi,
+                             values=track.values if body == "world" else None)
 
     self_rows, self_images = [], {}
     for clip in tqdm(clips, desc="self-reenactment", unit="clip", disable=not progress):
@@ -566,7 +582,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
            "manifest_sha256": manifest_sha,
            "clips": len(clips), "frames_per_clip": [len(c.data["controls"]) for c in clips],
            "pairs": len(pairs), "cross_frames": [len(drivers[j][1]) for _, j in pairs],
-           "steps": steps, "seed": seed, "space": space, "backdrop": backdrop,
+           "steps": steps, "seed": seed, "space": space, "backdrop": backdrop, "body": body,
            "geometry": geometry, "paint": paint,
            "photo": str(photo),
            "driver_track": str(driver_track), "self_seconds": t_self, "seconds": seconds,
