@@ -103,7 +103,7 @@ def estimate(photo: np.ndarray, cover: np.ndarray, threshold: float = HEAD_COVER
     coverage ``cover`` (S,S) in the photo's camera (:func:`head_cover`) is at most ``threshold``;
     inside that region, grown by ``grow`` of the side, the room filled by :func:`pull_push` at
     the coverage's resolution S and upsampled (bilinear) to P. ``keep_photo`` (S,S) bool:
-    pixels that keep the photo whatever covers them (the neck cut's fade, :func:`neck_fade`)."""
+    pixels that keep the photo whatever covers them (the neck cut's fade, ``body.neck_fade``)."""
     photo = np.asarray(photo)
     photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 \
         else photo.astype(np.float32)
@@ -149,56 +149,18 @@ def backdrop_mpi(backdrop: np.ndarray, far_m: float) -> tuple[np.ndarray, np.nda
 
 def from_first_frame(frames: Iterable[tuple[dict, np.ndarray]], photo: np.ndarray,
                      depths: np.ndarray, split_m: float = SPLIT_M,
-                     identity_info: dict[str, np.ndarray] | None = None,
-                     values: np.ndarray | None = None, K: np.ndarray | None = None
+                     keep_photo: np.ndarray | None = None
                      ) -> tuple[np.ndarray, int, Iterator[tuple[dict, np.ndarray]]]:
     """For a stream of factored frames ``(fields, frame_from_mpi)`` (``generate_fields``):
     ``(backdrop (P,P,3) float32, back_planes, the same stream)``, the backdrop estimated from
     the first frame's head planes over ``photo`` (P,P,3). Only the first frame is taken early.
-    With ``values`` (T,52), the frames' blendshapes, ``identity_info`` (what
-    ``generate.identity_conditions`` read on the photo) and the MPIs' intrinsics ``K``, the head
-    planes end at the neck (:mod:`mpitalk.body`): each frame's head-plane alphas are multiplied
-    by its :meth:`~mpitalk.body.NeckCut.keep`, so the body is left to the backdrop (the photo
-    there); without a face read on the photo, the stream is unchanged."""
-    from mpitalk import body
-
+    ``keep_photo`` (S,S) bool: where the backdrop keeps the photo whatever covers it (the neck
+    cut's fade and the body, ``body.cut_at_neck``)."""
     it = iter(frames)
     try:
         first = next(it)
     except StopIteration:
         raise ValueError("no frames to make a backdrop from") from None
     k = back_planes(depths, split_m)
-    cut = None
-    if values is not None:
-        if K is None:
-            raise ValueError("the neck cut needs the MPIs' intrinsics K")
-        cut = body.neck_cut(first[0]["alpha"], depths, K, identity_info)
-    stream: Iterator[tuple[dict, np.ndarray]] = itertools.chain([first], it)
-    fade = None
-    if cut is not None:
-        whole = first[0]["alpha"]
-        stream = _cut_at_neck(stream, cut, np.asarray(values), k)
-        first = next(stream)
-        stream = itertools.chain([first], stream)
-        fade = neck_fade(whole, first[0]["alpha"], k)
-    image = estimate(photo, head_cover(first[0]["alpha"], k), keep_photo=fade)
-    return image, k, stream
-
-
-def neck_fade(alpha: np.ndarray, cut_alpha: np.ndarray, k: int) -> np.ndarray:
-    """(S,S) bool: where the neck cut took coverage away from the head planes (the alphas
-    (D,S,S) before and after it): the body and the fade above it, where the backdrop keeps the
-    photo (the neck the head fades into), not the room filled in."""
-    return head_cover(cut_alpha, k) < head_cover(alpha, k) - 0.01
-
-
-def _cut_at_neck(frames: Iterator[tuple[dict, np.ndarray]], cut, values: np.ndarray, k: int
-                 ) -> Iterator[tuple[dict, np.ndarray]]:
-    """The frames with their head planes' (``alpha[k:]``) alphas multiplied by ``cut.keep`` of
-    each frame's blendshapes (``values`` (T,52), one row a frame)."""
-    for t, (fields, pose) in enumerate(frames):
-        if t >= len(values):
-            raise ValueError(f"{len(values)} rows of blendshapes for more frames")
-        alpha = np.array(fields["alpha"], np.float32, copy=True)
-        alpha[k:] *= cut.keep(values[t])[k:]
-        yield {**fields, "alpha": alpha}, pose
+    image = estimate(photo, head_cover(first[0]["alpha"], k), keep_photo=keep_photo)
+    return image, k, itertools.chain([first], it)

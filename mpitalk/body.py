@@ -7,7 +7,7 @@ real video filmed by a still camera the body hardly moves while the head turns a
 the neck. So, with ``--body world``, the head planes end at a **neck cut**: a plane of the
 head frame a little below the chin, across which their opacity fades to zero; the body below
 it is left to the backdrop, which is the photo wherever the head planes no longer cover it
-(and where they fade: ``backdrop.neck_fade``), fixed in the world.
+(and where they fade: :func:`neck_fade`), fixed in the world.
 
 Where. Each plane's texel centre is a point at the plane's depth in the photo's camera; taken
 into the head frame (``inverse(camera.head_pose_matrix(pose))``, the pose the model is told for
@@ -28,6 +28,8 @@ shifts between the photo and the frame (test 0.176 -> 0.189).
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,3 +115,47 @@ def neck_cut(alpha: np.ndarray, depths: np.ndarray, K: np.ndarray,
     chin_y = float(head_heights(np.array([z]), K, cam_from_head, S)[0, r, c])
     return NeckCut(head_heights(depths, K, cam_from_head, S), chin_y,
                    expression[:52].copy(), cut_m, feather_m)
+
+
+def neck_fade(alpha: np.ndarray, cut_alpha: np.ndarray, k: int) -> np.ndarray:
+    """(S,S) bool: where the neck cut took coverage away from the head planes (the alphas
+    (D,S,S) before and after it; ``k`` back planes): the body and the fade above it, where the
+    backdrop keeps the photo (the neck the head fades into), not the room filled in."""
+    from mpitalk import backdrop
+
+    return backdrop.head_cover(cut_alpha, k) < backdrop.head_cover(alpha, k) - 0.01
+
+
+def cut_at_neck(frames: Iterable[tuple[dict, np.ndarray]], depths: np.ndarray, K: np.ndarray,
+                identity_info: dict[str, np.ndarray] | None, values: np.ndarray
+                ) -> tuple[Iterator[tuple[dict, np.ndarray]], np.ndarray | None]:
+    """A stream of factored frames ``(fields, frame_from_mpi)`` with each frame's head planes
+    (those :func:`backdrop.back_planes` leaves) multiplied by the :class:`NeckCut`'s ``keep``
+    at its blendshapes (``values`` (T,52), a row a frame), and the first frame's
+    :func:`neck_fade` for ``backdrop.from_first_frame(keep_photo=)``. The cut is made from the
+    first frame (:func:`neck_cut`); without a face read on the photo the stream is unchanged
+    and the fade None. Only the first frame is taken early."""
+    from mpitalk import backdrop
+
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise ValueError("no frames to cut at the neck") from None
+    k = backdrop.back_planes(depths)
+    cut = neck_cut(first[0]["alpha"], depths, K, identity_info)
+    if cut is None:
+        return itertools.chain([first], it), None
+    values = np.asarray(values)
+
+    def stream() -> Iterator[tuple[dict, np.ndarray]]:
+        for t, (fields, pose) in enumerate(itertools.chain([first], it)):
+            if t >= len(values):
+                raise ValueError(f"{len(values)} rows of blendshapes for more frames")
+            alpha = np.array(fields["alpha"], np.float32, copy=True)
+            alpha[k:] *= cut.keep(values[t])[k:]
+            yield {**fields, "alpha": alpha}, pose
+
+    out = stream()
+    head = next(out)
+    return itertools.chain([head], out), neck_fade(first[0]["alpha"], head[0]["alpha"], k)

@@ -468,7 +468,7 @@ def run_job(o: JobOptions) -> dict:
 def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     """Model half of a job: checkpoint, identity, ``track`` (from :func:`load_track`) ->
     ``tmp/mpi``."""
-    from mpitalk import backdrop, checkpoint, generate, mpi_io
+    from mpitalk import backdrop, body, checkpoint, generate, mpi_io
 
     t0 = time.perf_counter()
     config, model = checkpoint.load(o.checkpoint)
@@ -516,9 +516,11 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
         frames = generate.generate_fields(model, config, identity, track, **kw)
         room, back = None, 0
         if o.backdrop == "world":  # the room from the first frame's head planes (mpitalk.backdrop)
-            room, back, frames = backdrop.from_first_frame(
-                frames, photo, depths, identity_info=identity_info,
-                values=track.values if o.body == "world" else None, K=K)
+            fade = None
+            if o.body == "world":  # the head planes end at the neck (mpitalk.body)
+                frames, fade = body.cut_at_neck(frames, depths, K, identity_info, track.values)
+            room, back, frames = backdrop.from_first_frame(frames, photo, depths,
+                                                           keep_photo=fade)
         mpi_dir = mpi_io.save_factored(tmp / "mpi", frames, photo, depths, K, fps=track.fps,
                                        plane_groups=model.heads.plane_groups, backdrop=room,
                                        back_planes=back)

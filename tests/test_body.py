@@ -1,7 +1,7 @@
 """The neck cut (mpitalk.body, the job's ``--body world``): texel heights against points placed
 in the head frame and projected by hand, the cut following the rig's chin down as the jaw
-opens, and the stream of frames and the backdrop that ``backdrop.from_first_frame`` makes
-with it."""
+opens, and the stream of frames ``body.cut_at_neck`` makes and the backdrop
+``backdrop.from_first_frame`` makes with its fade."""
 
 import numpy as np
 import pytest
@@ -76,7 +76,7 @@ def _surface_alpha(z: np.ndarray) -> np.ndarray:
         np.float32)
 
 
-def test_from_first_frame_cuts_every_frame_at_the_neck_and_keeps_the_body_in_the_backdrop():
+def test_every_frame_is_cut_at_the_neck_and_the_backdrop_keeps_the_body():
     z = np.full((S, S), DEPTHS[8])  # a person on a plane near the head's depth, the room beyond
     z[:, :3] = z[:, -3:] = 1.1
     alpha = _surface_alpha(z)
@@ -88,8 +88,8 @@ def test_from_first_frame_cuts_every_frame_at_the_neck_and_keeps_the_body_in_the
     frames = [({"alpha": alpha, "tag": t}, np.eye(4, dtype=np.float32)) for t in range(3)]
     values = np.zeros((3, 52), np.float32)
     values[2, rig.ARKIT_NAMES.index("jawOpen")] = 1.0
-    room, k, stream = backdrop.from_first_frame(iter(frames), photo, DEPTHS,
-                                                identity_info=info, values=values, K=K)
+    stream, fade = body.cut_at_neck(iter(frames), DEPTHS, K, info, values)
+    room, k, stream = backdrop.from_first_frame(stream, photo, DEPTHS, keep_photo=fade)
     out = list(stream)
     assert [f["tag"] for f, _ in out] == [0, 1, 2]
     cut = body.neck_cut(alpha, DEPTHS, K, info)
@@ -114,6 +114,6 @@ def test_from_first_frame_cuts_every_frame_at_the_neck_and_keeps_the_body_in_the
 def test_without_a_face_read_on_the_photo_the_stream_is_unchanged():
     alpha = _surface_alpha(np.full((S, S), 0.6))
     frames = [({"alpha": alpha}, np.eye(4, dtype=np.float32))]
-    _, _, stream = backdrop.from_first_frame(iter(frames), np.zeros((S, S, 3)), DEPTHS,
-                                             identity_info=None, values=np.zeros((1, 52)), K=K)
+    stream, fade = body.cut_at_neck(iter(frames), DEPTHS, K, None, np.zeros((1, 52)))
+    assert fade is None
     np.testing.assert_array_equal(next(stream)[0]["alpha"], alpha)

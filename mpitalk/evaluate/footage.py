@@ -156,7 +156,7 @@ def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K:
     pose over one world backdrop, estimated from the first frame's head planes over
     ``identity`` (S,S,3), at the frame camera's own pose. With the frames' blendshapes
     ``values`` (T,52) the head planes end at the neck and the body stays with the room, as the
-    job's ``--body world`` stores them (``backdrop.from_first_frame``, ``mpitalk.body``)."""
+    job's ``--body world`` stores them (``body.cut_at_neck``)."""
     from mpitalk import backdrop, body, generate, mpi
 
     k = backdrop.back_planes(depths)
@@ -168,7 +168,7 @@ def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K:
             mpis = np.array(mpis, np.float32, copy=True)
             for t in range(len(mpis)):
                 mpis[t, k:, ..., 3] *= cut.keep(values[t])[k:]
-            fade = backdrop.neck_fade(whole, mpis[0][..., 3], k)
+            fade = body.neck_fade(whole, mpis[0][..., 3], k)
     room, room_depth = backdrop.backdrop_mpi(
         backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k), keep_photo=fade),
         float(depths[0]))
