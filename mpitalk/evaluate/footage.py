@@ -161,14 +161,12 @@ def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K:
 
     k = backdrop.back_planes(depths)
     fade = None
-    if values is not None:
-        cut = body.neck_cut(mpis[0][..., 3], depths, K, generate.identity_conditions(identity, K))
-        if cut is not None:
-            whole = mpis[0][..., 3]
+    if values is not None:  # the job's own cut, on the frames' alphas
+        cut, fade = body.cut_at_neck((({"alpha": m[..., 3]}, None) for m in mpis), depths, K,
+                                     generate.identity_conditions(identity, K), values)
+        if fade is not None:
             mpis = np.array(mpis, np.float32, copy=True)
-            for t in range(len(mpis)):
-                mpis[t, k:, ..., 3] *= cut.keep(values[t])[k:]
-            fade = body.neck_fade(whole, mpis[0][..., 3], k)
+            mpis[..., 3] = np.stack([f["alpha"] for f, _ in cut])
     room, room_depth = backdrop.backdrop_mpi(
         backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k), keep_photo=fade),
         float(depths[0]))
