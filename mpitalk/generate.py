@@ -34,12 +34,13 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from mpitalk import UserError, camera, controls, mpi, mpi_io, surface
+from mpitalk import UserError, camera, controls, flow_fill, mpi, mpi_io, surface
 from mpitalk import paint as mpitalk_paint  # the module; ``paint`` is generation's argument
 from mpitalk.choices import (  # shared with the job options (no JAX there)
     GEOMETRIES,
     PAINTS,
     PREV_MODES,
+    PRIOR_FILLS,
     SPACES,
 )
 
@@ -268,7 +269,8 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
                     progress: bool = False, timings: Timings | None = None,
                     identity_info: dict[str, np.ndarray] | None = None,
                     prev_mode: str = "anchor", space: str = "reference",
-                    geometry: str = "surface", paint: str = "holes"
+                    geometry: str = "surface", paint: str = "holes",
+                    prior_fill: str = "outside"
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(rgba, frame_from_mpi)`` per track frame: the MPI (D,H,W,4) float32 in the camera
     the model made it in (``space``), and the pose (4,4) that maps that camera into the frame's
@@ -287,7 +289,10 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
     turns), ``"layers"`` keeps the model's soft planes (``GEOMETRIES``). ``paint``:
     ``"holes"`` shows the photo wherever the rig's prior can copy it and the model's painted
     colour only in the prior's holes (``mpitalk.paint``; flow models in the photo's camera),
-    ``"model"`` the model's own blend (``PAINTS``).
+    ``"model"`` the model's own blend (``PAINTS``). ``prior_fill``: ``"outside"`` carries
+    the rig prior's flow past the face so that the flow's base does not fold at its outline
+    (``mpitalk.flow_fill``; photo's camera only), ``"none"`` keeps it zero there, as training
+    has it (``PRIOR_FILLS``).
     """
     from mpitalk.model import sample_mpi
 
@@ -295,7 +300,8 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
     yield from _generate(sample_mpi, lambda rgba: rgba, relay, model, config, identity, track,
                          seed=seed, steps=steps, sampler=sampler, batch_size=batch_size,
                          progress=progress, timings=timings, identity_info=identity_info,
-                         prev_mode=prev_mode, space=space, geometry=geometry, paint=paint)
+                         prev_mode=prev_mode, space=space, geometry=geometry, paint=paint,
+                         prior_fill=prior_fill)
 
 
 def generate_fields(model, config, identity: np.ndarray, track: controls.Track, *,
@@ -335,7 +341,7 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
               batch_size: int = 4, progress: bool = False, timings: Timings | None = None,
               identity_info: dict[str, np.ndarray] | None = None,
               prev_mode: str = "anchor", space: str = "reference", geometry: str = "surface",
-              paint: str = "holes"):
+              paint: str = "holes", prior_fill: str = "outside"):
     """The clip loop of :func:`generate_frames` / :func:`generate_fields`: ``sample`` is
     ``sample_mpi`` or ``sample_fields``, ``to_dense`` turns a list of its per-frame outputs
     into their (n,D,S,S,4) dense MPIs, ``relay`` (or None) re-lays each output as ``geometry``
@@ -352,6 +358,8 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     if paint not in PAINTS:
         raise ValueError(f"paint must be one of {PAINTS}, got {paint!r}")
+    if prior_fill not in PRIOR_FILLS:
+        raise ValueError(f"prior_fill must be one of {PRIOR_FILLS}, got {prior_fill!r}")
     if len(track) == 0:
         raise UserError("the expression track has no frames; give a longer track")
     depths, K = mpi_geometry(config)
@@ -377,6 +385,9 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
                                          reference=space == "reference"))
             if paint == "holes" and space == "reference":  # the photo outside the prior's holes
                 cond["copy_mask"] = mpitalk_paint.copy_mask(cond["prior_valid"])
+            if prior_fill == "outside" and space == "reference":  # no fold at the face's edge
+                cond["prior_base_flow"] = flow_fill.extend(cond["prior_flow"],
+                                                           cond["prior_valid"], fill=False)
         t1 = time.perf_counter()
         ident = np.broadcast_to(identity, (n, S, S, 3)).astype(np.float32)
         out = sample(model, config, ident, cond, key, steps=steps, sampler=sampler)

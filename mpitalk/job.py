@@ -38,7 +38,7 @@ import numpy as np
 
 from mpitalk import UserError, __version__, data_dir
 from mpitalk.atomic import clean_stale, is_within, swap_in, temp_dir_beside
-from mpitalk.choices import BODIES, GEOMETRIES, PAINTS, PREV_MODES, SPACES
+from mpitalk.choices import BODIES, GEOMETRIES, PAINTS, PREV_MODES, PRIOR_FILLS, SPACES
 
 DATA_DIR = data_dir()
 DEFAULT_IDENTITY = DATA_DIR / "identity.png"
@@ -102,6 +102,8 @@ class JobOptions:
     # the model's soft planes as they are
     paint: str = "holes"  # holes: painted colour only where the photo shows nothing to copy
     # (mpitalk.paint); model: the model's own blend
+    prior_fill: str = "outside"  # outside: the rig prior's flow carried past the face without
+    # folds (mpitalk.flow_fill); none: zero there, as training has it
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> JobOptions:
@@ -124,7 +126,8 @@ class JobOptions:
 def _check_options(o: JobOptions) -> None:
     choices = {"layout": LAYOUTS, "novel_view": NOVEL_VIEWS, "pose_mode": POSE_MODES,
                "space": SPACES, "prev_mode": PREV_MODES, "backdrop": BACKDROPS,
-               "body": BODIES, "geometry": GEOMETRIES, "paint": PAINTS}
+               "body": BODIES, "geometry": GEOMETRIES, "paint": PAINTS,
+               "prior_fill": PRIOR_FILLS}
     for name, allowed in choices.items():  # batch lines bypass argparse's choices
         value = getattr(o, name)
         if value not in allowed:
@@ -501,7 +504,7 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     kw = dict(seed=o.seed, steps=o.steps, sampler=o.sampler, batch_size=o.batch_size,
               progress=not o.quiet, timings=stages, identity_info=identity_info,
               prev_mode=o.prev_mode, space=o.space, geometry=o.geometry,
-              paint=o.paint)
+              paint=o.paint, prior_fill=o.prior_fill)
     if o.space == "reference":
         # the photo at the eyes' size, but never above what the image holds (past 512 px):
         # larger eyes are then upsampled by the renderer, not stored

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="holes: the photo is copied (along the flow) wherever the face rig can "
                         "copy it, the model's painted colour shows only where the photo has "
                         "nothing (an opening mouth, teeth); model: the model's own mix")
+    g.add_argument("--prior-fill", choices=job.PRIOR_FILLS, default=d.prior_fill,
+                   help="outside: the face rig's flow is carried past the face, fading out, so "
+                        "the neck and hair next to a moving jaw stretch instead of folding into "
+                        "stacked copies of the chin; none: it stops at the face's outline")
     g = p.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=d.seed, help="noise seed (shared by all frames)")
     g.add_argument("--steps", type=int, default=d.steps, help="sampler steps")

@@ -41,7 +41,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mpitalk import UserError, camera, checkpoint, diffusion, mpi, run_cli
+from mpitalk import UserError, camera, checkpoint, diffusion, flow_fill, mpi, paint, run_cli
 from mpitalk.model import (
     PRESETS,
     Config,
@@ -50,6 +50,9 @@ from mpitalk.model import (
     mpi_geometry,
     with_flow,
 )
+
+HOLE_GROW = 3  # texels the prior's holes are grown by for config.hole_weight: the reference
+# camera's holes are compared in the frame's camera, a few pixels off where the head moved
 
 # ------------------------------------------------------------------------------------------
 # data
@@ -173,6 +176,11 @@ def make_sample(clips: list[dict[str, np.ndarray]] | Mix, config: Config, n: int
                               clip["controls"][t], pose_t, clip["K"],
                               clip["target_rgb"].shape[1], reference,
                               clip_alignment(clip) if reference and has_id else None)
+        if config.prior_fill:  # the flow's base as generation gives it (read in reference only)
+            prior["prior_base_flow"] = flow_fill.extend(prior["prior_flow"],
+                                                        prior["prior_valid"], fill=False)
+        if config.hole_weight > 0:
+            prior["hole_mask"] = paint.holes(prior["prior_valid"], HOLE_GROW).astype(np.uint8)
     return {**prior,
         "identity": clip["identity_rgb"],
         "identity_cond": clip["identity_cond"] * np.uint8(has_id),
@@ -292,7 +300,8 @@ def _to_cond(b: dict[str, jax.Array]) -> dict[str, jax.Array]:
             "identity_expression": b["identity_expression"],
             "has_identity_info": b["has_identity_info"],
             **({"prior_flow": b["prior_flow"], "prior_valid": b["prior_valid"].astype(f)}
-               if "prior_flow" in b else {})}
+               if "prior_flow" in b else {}),
+            **({"prior_base_flow": b["prior_base_flow"]} if "prior_base_flow" in b else {})}
 
 
 def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, reference: bool):
@@ -327,6 +336,8 @@ def _half_loss(model: MPIModel, b: dict[str, jax.Array], key: jax.Array, referen
         y01 = y01.reshape(B, S // r, r, S // r, r, 3).mean((2, 4))
         # only where one rigid head motion explains the frame (the head, in video)
         head = b["loss_mask"].astype(jnp.float32) / 255.0
+        if "hole_mask" in b:  # the mouth's inside weighs more (config.hole_weight)
+            head = head * (1.0 + config.hole_weight * b["hole_mask"].astype(jnp.float32))
         head = head.reshape(B, S // r, r, S // r, r).mean((2, 4))
         mse = reference_mse(out.rgb, jax.lax.stop_gradient(out.alpha), y01, head)
     else:
@@ -374,7 +385,7 @@ def reference_mse(rgb: jax.Array, cover: jax.Array, target: jax.Array,
 
     ``rgb`` (B,h,w,3) the render, premultiplied by its coverage ``cover`` (B,h,w) (where the
     warped planes reach): it is compared with ``cover * target`` (B,h,w,3), weighted by
-    ``cover * weight`` (``weight`` (B,h,w) in [0,1]: the head mask of clips from video, 1 for
+    ``cover * weight`` (``weight`` (B,h,w) >= 0: the head mask of clips from video, 1 for
     synthetic ones), and normalised by the total weight."""
     w = (cover * weight)[..., None]
     err = (rgb - cover[..., None] * target) * 2.0

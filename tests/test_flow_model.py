@@ -95,6 +95,15 @@ def test_the_shipped_checkpoint_flows_by_the_gated_rig_prior_alone():
     np.testing.assert_allclose(f["flow"][0, 0], b * np.tanh(gate * prior[0] / b),
                                rtol=0, atol=1e-6)
     np.testing.assert_array_equal(f["flow"][1, 0], 0.0)
+    # generation's base carried past the face (mpitalk.flow_fill) replaces the flow's base
+    # only: the input channels keep the prior as trained, so nothing else changes
+    base = 0.03 * np.random.default_rng(5).standard_normal(prior.shape).astype(np.float32)
+    _, g = _forward(shipped, identity, {**cond, "prior_base_flow": base}, None)
+    np.testing.assert_allclose(g["flow"][0, 0], b * np.tanh(gate * base[0] / b),
+                               rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(g["flow"][1, 0], 0.0)
+    for k in ("alpha", "blend", "color"):
+        np.testing.assert_array_equal(g[k], f[k])
     with pytest.raises(UserError, match="already has a flow branch"):
         M.with_flow(shipped, 0.1)
 
@@ -204,7 +213,7 @@ def test_flow_checkpoint_round_trip_and_bad_upgrades(tmp_path, flowing):
 def test_generation_gives_a_flow_model_the_rig_prior_of_its_camera(monkeypatch, space):
     """The cond a flow model is sampled with holds rig.render_prior_flow from the MPI's camera
     (the photo's: the frame's expression at the photo's pose; or the frame's) to the photo."""
-    from mpitalk import controls, generate, rig
+    from mpitalk import controls, flow_fill, generate, rig
 
     cfg = CFG.replace(flow_bound=0.1)
     seen = {}
@@ -232,6 +241,18 @@ def test_generation_gives_a_flow_model_the_rig_prior_of_its_camera(monkeypatch, 
         np.testing.assert_allclose(seen["prior_flow"][k], flow, atol=1e-7)
         np.testing.assert_array_equal(seen["prior_valid"][k], valid)
     assert np.abs(seen["prior_flow"][1]).max() > 0.5 / S  # the open jaw moves pixels
+    if space == "reference":  # the flow's base carried past the face (the job's default)
+        np.testing.assert_array_equal(
+            seen["prior_base_flow"], flow_fill.extend(seen["prior_flow"], seen["prior_valid"],
+                                                      fill=False))
+        assert np.abs(seen["prior_base_flow"][1][seen["prior_valid"][1] < 0.5]).max() > 0
+    else:  # in the frame's camera the prior is an input only
+        assert "prior_base_flow" not in seen
+    seen.clear()
+    list(generate.generate_frames(None, cfg, np.full((S, S, 3), 0.5, np.float32), track,
+                                  batch_size=2, identity_info=info, space=space,
+                                  prior_fill="none"))
+    assert "prior_flow" in seen and "prior_base_flow" not in seen
     # a model without a flow branch is given no prior
     seen.clear()
     list(generate.generate_frames(None, CFG, np.full((S, S, 3), 0.5, np.float32), track,

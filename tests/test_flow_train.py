@@ -168,3 +168,41 @@ def test_a_run_with_the_depth_spread_loss_logs_it(tmp_path):
     text = (tmp_path / "run" / "metrics.jsonl").read_text()
     last = json.loads(text.splitlines()[-1])
     assert last["depth_spread_target"] > 0 and last["depth_spread_reference"] > 0
+
+
+def test_samples_carry_generations_flow_base_and_the_holes_when_asked():
+    """``prior_fill``: the flow's base is ``flow_fill.extend`` of the sample's prior (as
+    generation gives it); ``hole_weight``: the prior's holes grown by HOLE_GROW ride along."""
+    from mpitalk import flow_fill, paint
+
+    clips = train.fake_clips(2, CFG.image_size, 3)
+    plain = train.make_sample(clips, CFG, CFG.batch_size - 1)
+    assert "prior_base_flow" not in plain and "hole_mask" not in plain
+    s = train.make_sample(clips, CFG.replace(prior_fill=True, hole_weight=4.0),
+                          CFG.batch_size - 1)
+    np.testing.assert_array_equal(s["prior_flow"], plain["prior_flow"])
+    np.testing.assert_array_equal(
+        s["prior_base_flow"], flow_fill.extend(s["prior_flow"], s["prior_valid"], fill=False))
+    np.testing.assert_array_equal(s["hole_mask"],
+                                  paint.holes(s["prior_valid"], train.HOLE_GROW))
+
+
+def test_the_hole_weight_reaches_the_reference_loss_only_in_the_holes():
+    cfg = CFG.replace(hole_weight=9.0)
+    model = M.MPIModel(cfg, rngs=nnx.Rngs(0))
+    batch = train.collate([train.make_sample(train.fake_clips(2, cfg.image_size, 3), cfg, n)
+                           for n in range(cfg.batch_size)])
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    S = cfg.image_size
+
+    def loss(holes):
+        b = {**batch, "hole_mask": jnp.asarray(holes, jnp.uint8)}
+        return float(train.loss_fn(model, b, jax.random.key(0))[1]["mse_reference"])
+
+    none = np.zeros((cfg.batch_size, S, S))
+    some = none.copy()
+    some[:, 8:20, 10:22] = 1
+    assert loss(none) != loss(some)  # the weight is live
+    without = {k: v for k, v in batch.items() if k != "hole_mask"}
+    assert float(train.loss_fn(model, without, jax.random.key(0))[1]["mse_reference"]) == \
+        loss(none)  # no holes: the loss of a run without the weight

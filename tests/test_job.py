@@ -156,7 +156,8 @@ def test_batch_job_options_are_checked_like_the_cli():
     # batch JSON jobs bypass argparse's choices: the job's own check names the option
     for field, flag in (("prev_mode", "--prev-mode"), ("space", "--space"),
                         ("pose_mode", "--pose-mode"), ("backdrop", "--backdrop"),
-                        ("geometry", "--geometry"), ("paint", "--paint"), ("body", "--body")):
+                        ("geometry", "--geometry"), ("paint", "--paint"), ("body", "--body"),
+                        ("prior_fill", "--prior-fill")):
         with pytest.raises(job.UserError, match=flag):
             job._check_options(job.JobOptions(**{field: "nonsense"}))
     # the body can only stay with a world backdrop (mpitalk.body)

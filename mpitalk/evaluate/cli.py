@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpitalk import UserError, run_cli
-from mpitalk.choices import BODIES, GEOMETRIES, PAINTS
+from mpitalk.choices import BODIES, GEOMETRIES, PAINTS, PRIOR_FILLS
 from mpitalk.evaluate.dataset import evaluate_dataset
 from mpitalk.evaluate.footage import (
     CROSS_METRICS,
@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the model's painted colour shows: only in the rig prior's holes, "
                         "the photo copied elsewhere (holes, the main job's default), or where "
                         "the model mixes it in (model)")
+    p.add_argument("--prior-fill", choices=PRIOR_FILLS, default="outside",
+                   help="the face rig's flow past the face: carried outwards without folds "
+                        "(outside, the main job's default) or stopped at its outline (none)")
     p.add_argument("--identity-info", choices=IDENTITY_INFO, default="estimated",
                    help="the identity image's head pose and expression: estimated by MediaPipe "
                         "(as the main job does); estimated, with the frames' head poses given as "
@@ -126,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
                                     batch_size=args.batch_size, space=args.space,
                                     max_frames=args.max_frames, crop=not args.no_crop,
                                     progress=progress, geometry=args.geometry,
-                                    paint=args.paint)
+                                    paint=args.paint, prior_fill=args.prior_fill)
         m = result["mean"]
         print(f"identity distance {_fmt(m['identity']['distance'])}, expression MAE "
               f"{_fmt(m['expression']['mae'])}, face found {_fmt(m['expression']['face_found'])}"
@@ -150,7 +153,8 @@ def _run(args: argparse.Namespace) -> int:
                               chamfer_every=args.chamfer_every,
                               checkpoint_name=str(args.checkpoint or "shipped"),
                               identity_info=args.identity_info, progress=progress,
-                              geometry=args.geometry, paint=args.paint)
+                              geometry=args.geometry, paint=args.paint,
+                              prior_fill=args.prior_fill)
     print(summary_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'report.html'}")
     return 0
@@ -175,7 +179,7 @@ def _run_footage(args: argparse.Namespace) -> int:
         max_pairs=args.max_pairs or None, photo=args.photo, driver_track=args.driver_track,
         checkpoint_name=str(args.checkpoint or "shipped"), progress=not args.quiet,
         backdrop=args.backdrop, body=args.body, geometry=args.geometry,
-        paint=args.paint)
+        paint=args.paint, prior_fill=args.prior_fill)
     print(footage_table(result))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'details.json'}, "
           f"{args.out / 'report.html'}")

@@ -149,7 +149,8 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
                      max_frames: int | None = None,
                      chamfer_every: int = 4, checkpoint_name: str = "",
                      identity_info: str = "estimated", progress: bool = True,
-                     geometry: str = "surface", paint: str = "holes") -> dict:
+                     geometry: str = "surface", paint: str = "holes",
+                     prior_fill: str = "outside") -> dict:
     """Evaluate the model (None: baselines only) on a synthetic split; write ``out``/metrics.json,
     details.json and report.html. Returns the metrics.json content. ``identity_info``:
     ``estimated`` reads the identity image's head pose and expression with MediaPipe, as the
@@ -157,7 +158,8 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
     photo's (``generation.IDENTITY_INFO``); ``relative_true_expression`` as ``relative`` with
     the photo's true blendshapes; ``true`` gives the model the dataset's (as the flat baseline
     has them). ``geometry``: how the model's planes are stored (``generate.GEOMETRIES``);
-    ``paint``: where its painted colour shows (``generate.PAINTS``)."""
+    ``paint``: where its painted colour shows (``generate.PAINTS``); ``prior_fill``: the rig
+    prior's flow past the face (``generate.PRIOR_FILLS``)."""
     from tqdm import tqdm
 
     from mpitalk import controls, synth
@@ -209,7 +211,8 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
             mpis, mpi_poses = generate_clip(model, config, metrics.to_float(clip["identity_rgb"]),
                                             track, steps, seed, batch_size, space, true_info,
                                             photo_pose, photo_values=photo_values,
-                                            geometry=geometry, paint=paint)
+                                            geometry=geometry, paint=paint,
+                                            prior_fill=prior_fill)
         res, images = evaluate_clip(clip, fps, mpis, mpi_depths, mpi_K, chamfer_every,
                                     mpi_poses)
         frames_per_clip = len(clip["controls"])
@@ -226,6 +229,7 @@ def evaluate_dataset(data: str | Path, split: str, out: str | Path, *, model=Non
     details = {"checkpoint": checkpoint_name, "data": str(data), "split": split,
                "clips": n, "frames_per_clip": frames_per_clip,
                "steps": steps, "seed": seed, "space": space, "geometry": geometry, "paint": paint,
+               "prior_fill": prior_fill,
                "identity_info": identity_info,
                "seconds": seconds,
                "total": {m: nest(v) for m, v in totals.items()},

@@ -204,7 +204,7 @@ class ClipFields:
 
 
 def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: int = 4,
-                  paint: str = "holes") -> ClipFields:
+                  paint: str = "holes", prior_fill: str = "outside") -> ClipFields:
     """A clip's self-reenactment sampled once as fields, as the main job samples them (the
     clip's own head motion from its identity frame, ``generate.motion_from_photo``; ``paint``
     as its ``--paint``), but kept as the model's soft layers (``geometry="layers"``), so that
@@ -213,7 +213,7 @@ def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: 
     ``paint="model"`` the blend is the model's everywhere; setting it to the copy where
     ``paint.copy_mask(prior_valid)`` says so gives the job's ``--paint holes`` fields for the
     first ``batch_size`` frames only (later ones are conditioned on a frame of the first batch
-    as it was painted)."""
+    as it was painted). ``prior_fill`` as the job's ``--prior-fill``."""
     from mpitalk import generate
 
     S = config.image_size
@@ -223,7 +223,8 @@ def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: 
     track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
     frames = list(generate.generate_fields(model, config, ident, track, steps=steps,
                                            batch_size=batch_size, identity_info=info,
-                                           geometry="layers", paint=paint))
+                                           geometry="layers", paint=paint,
+                                           prior_fill=prior_fill))
     cond = generate.frame_conditions(track, S, K, 0, len(track))
     valid = generate.prior_conditions(cond["expression"], info, K, S)["prior_valid"]
     return ClipFields(ident, metrics.to_float(clip.data["target_rgb"]), [f for f, _ in frames],
@@ -463,7 +464,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
                      photo: str | Path | None = None, driver_track: str | Path | None = None,
                      checkpoint_name: str = "", progress: bool = True,
                      size: int | None = None, backdrop: str = "world", body: str = "head",
-                     geometry: str = "surface", paint: str = "holes") -> dict:
+                     geometry: str = "surface", paint: str = "holes",
+                     prior_fill: str = "outside") -> dict:
     """Self- and cross-reenactment on a real-footage split (model None: baselines only); write
     ``out``/metrics.json, details.json and report.html. Returns the metrics.json content.
 
@@ -477,7 +479,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     planes end at the neck, the body stays with the room). ``geometry``: how the model's
     planes are stored (``generate.GEOMETRIES``: the main job's default ``"surface"``, or the
     soft ``"layers"``);
-    ``paint``: where its painted colour shows (``generate.PAINTS``, default ``"holes"``)."""
+    ``paint``: where its painted colour shows (``generate.PAINTS``, default ``"holes"``);
+    ``prior_fill``: the rig prior's flow past the face (``generate.PRIOR_FILLS``)."""
     from tqdm import tqdm
 
     from mpitalk import controls, data_dir, generate
@@ -511,6 +514,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
         world backdrop as the main job shows them (``backdrop``; reference space only)."""
         mpis, frame_from_mpi = generate_clip(model, config, identity, track, steps, seed,
                                              batch_size, space, geometry=geometry, paint=paint,
+                                             prior_fill=prior_fill,
                                              **kw)
         if backdrop != "world" or space != "reference":
             return render_frames(mpis, mpi_depths, mpi_K, frame_from_mpi[:, None])[0][:, 0]
@@ -581,7 +585,7 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
            "clips": len(clips), "frames_per_clip": [len(c.data["controls"]) for c in clips],
            "pairs": len(pairs), "cross_frames": [len(drivers[j][1]) for _, j in pairs],
            "steps": steps, "seed": seed, "space": space, "backdrop": backdrop, "body": body,
-           "geometry": geometry, "paint": paint,
+           "geometry": geometry, "paint": paint, "prior_fill": prior_fill,
            "photo": str(photo),
            "driver_track": str(driver_track), "self_seconds": t_self, "seconds": seconds,
            "cpu_seconds": time.process_time() - cpu_start,  # all threads: the work, unloaded

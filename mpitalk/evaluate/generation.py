@@ -40,7 +40,8 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
                   true_info: dict[str, np.ndarray] | None = None,
                   photo_pose: np.ndarray | None = None, relative: bool = False,
                   photo_values: np.ndarray | None = None, geometry: str = "surface",
-                  paint: str = "holes") -> tuple[np.ndarray, np.ndarray]:
+                  paint: str = "holes", prior_fill: str = "outside"
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(mpis (T,D,S,S,4), frame_from_mpi (T,4,4))`` for one identity (S,S,3) float and track,
     via ``generate.generate_frames``, exactly as the main job makes and stores them (each MPI
     in the camera it was made in, with its pose in the frame's camera): the identity's
@@ -55,7 +56,8 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     a track filmed elsewhere). ``photo_values``: the identity image's true blendshapes (52,),
     taken instead of MediaPipe's reading (its pose is still read). ``geometry``: how the planes
     are stored (``generate.GEOMETRIES``; the main job's default ``"surface"``); ``paint``: where
-    the painted colour shows (``generate.PAINTS``; the main job's default ``"holes"``)."""
+    the painted colour shows (``generate.PAINTS``; the main job's default ``"holes"``);
+    ``prior_fill``: the rig prior's flow past the face (``generate.PRIOR_FILLS``)."""
     from mpitalk import generate
 
     _, K = generate.mpi_geometry(config)
@@ -68,5 +70,6 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     frames = list(generate.generate_frames(model, config, identity, track, seed=seed,
                                            steps=steps, batch_size=batch_size,
                                            identity_info=info, space=space,
-                                           geometry=geometry, paint=paint))
+                                           geometry=geometry, paint=paint,
+                                           prior_fill=prior_fill))
     return np.stack([m for m, _ in frames]), np.stack([p for _, p in frames])

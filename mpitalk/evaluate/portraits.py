@@ -41,11 +41,12 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
                        space: str = "reference",
                        max_frames: int | None = None, crop: bool = True,
                        progress: bool = True, geometry: str = "surface",
-                       paint: str = "holes") -> dict:
+                       paint: str = "holes", prior_fill: str = "outside") -> dict:
     """Run the model on real photos driven by one track; write metrics.json, report.html and
     contact_sheet.png to ``out``. Returns the metrics.json content. ``geometry``: how the
     model's planes are stored (``generate.GEOMETRIES``); ``paint``: where its painted colour
-    shows (``generate.PAINTS``)."""
+    shows (``generate.PAINTS``); ``prior_fill``: the rig prior's flow past the face
+    (``generate.PRIOR_FILLS``)."""
     from tqdm import tqdm
 
     from mpitalk import controls, generate
@@ -65,7 +66,7 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
         identity = generate.prepare_identity(str(path), config.image_size, crop=crop)
         mpis, frame_from_mpi = generate_clip(model, config, identity, track, steps, seed,
                                              batch_size, space, geometry=geometry,
-                                             paint=paint)
+                                             paint=paint, prior_fill=prior_fill)
         poses = np.stack([portrait_views(drive_pose[t]) @ frame_from_mpi[t]
                           for t in range(len(mpis))])
         rgb, _ = render_frames(mpis, depths, K, poses)  # (T,V,S,S,3)

@@ -30,6 +30,10 @@ key                   shape        meaning
                                    identity's). Read only by models with a flow branch
                                    (``flow_bound`` > 0); optional, zeros when absent
 ``prior_valid``       (B,S,S)      1 where ``prior_flow`` is valid, else 0 (with it)
+``prior_base_flow``   (B,S,S,2)    optional, sampling only: the flow's gated base in place
+                                   of ``prior_flow`` x ``prior_valid`` (generation's prior
+                                   carried past the face, ``mpitalk.flow_fill``); the
+                                   input channels keep the prior as trained
 ``copy_mask``         (B,S,S)      optional, sampling only: 1 where the sampled fields'
                                    blend is set to the copy's validity (the photo shown
                                    whole; ``mpitalk.paint``), 0 where the model's stays
@@ -146,7 +150,9 @@ def build_conditioning(config: Config, identity: jax.Array, cond: dict[str, Any]
             valid, prior = jnp.zeros((B, S, S, 1)), jnp.zeros((B, S, S, 2))
         out["prior"] = jnp.concatenate([prior * PRIOR_INPUT_SCALE, valid * 2.0 - 1.0], -1)
         # the gated base: only where the MPI is in the identity's camera (see module docstring)
-        out["prior_base"] = prior * space[:, None, None, None]
+        base = cond.get("prior_base_flow")
+        base = prior if base is None else jnp.asarray(base, jnp.float32)
+        out["prior_base"] = base * space[:, None, None, None]
         out["photo"] = ident4
         if not reference_space:  # the plane sweep's sampling points, per plane
             Hs = jax.vmap(lambda T: mpi.plane_homographies(depths, K, T, K))(ref_from_mpi)

@@ -71,6 +71,11 @@ class Config:
     depth_spread: float = 0.0  # weight of the depth-spread loss: the variance of the plane
     # index under each pixel's compositing weights (planes^2, mean over pixels), which pulls a
     # pixel's opacity onto one depth, as the stored surface MPI re-lays it (mpitalk.surface)
+    hole_weight: float = 0.0  # reference samples of a flow model: the loss on the rig prior's
+    # holes (the mouth's inside, which the photo never shows and the model must paint;
+    # mpitalk.paint), grown by HOLE_GROW texels, weighs 1 + this
+    prior_fill: bool = False  # train a flow model with generation's flow base, the rig prior
+    # carried past the face without folds (mpitalk.flow_fill), instead of zero off the face
     p_drop_identity_info: float = 0.2  # probability identity_cond/identity_expression are dropped
     seed: int = 0  # seed of parameters, noise and data order
     checkpoint_every: int = 500  # steps between training checkpoints
