@@ -11,14 +11,16 @@ of the default job's frame 50. A map ``x -> x + f(x)`` folds where its Jacobian
 Warping reenactment models avoid it by predicting a smooth flow over the whole image; here the
 prior is made smooth instead, at generation, without changing it where it is valid:
 
-- **holes** (invalid pixels the valid face encloses: the mouth's inside) get the harmonic
-  interpolation of the flow around them (Laplace's equation with the valid pixels held; Jacobi
-  iterations from the nearest valid value), so an opening mouth stretches the photo's lips
-  apart instead of reading them where they were;
 - **outside** the face the flow of the nearest face pixel is carried outwards with its length
   shrinking by ``slope`` crop sides per crop side of distance, then lightly smoothed: along the
-  way out ``d|f|/dx >= -slope``, so with ``slope < 1`` the map stretches the hair, neck and
-  background next to the face (by at most ``1 - slope``) and never folds them.
+  way out ``d|f|/dx >= -slope``, so with ``slope < 1`` the map's derivative there stays at
+  least ``1 - slope``: it stretches the hair, neck and background next to the face (by at most
+  ``1 / (1 - slope)``, 2x) and never folds them;
+- **holes** (invalid pixels the valid face encloses, ``paint.holes``: the mouth's inside) keep
+  their zero flow (``fill=False``, what generation uses: the mouth's inside as trained), or get
+  the harmonic interpolation of the flow around them (``fill=True``: Laplace's equation with
+  the valid pixels held, Jacobi iterations from the nearest valid value), which stretches the
+  photo's lips and teeth apart into the open mouth -- tried, and a grimace on a real photo.
 
 Unit: the factored MPI's, crop sides (as ``prior_align.prior_flow`` returns it).
 """
@@ -28,15 +30,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from mpitalk import paint
+
 SLOPE = 0.5  # crop sides of flow length lost per crop side of distance from the face (< 1)
 SMOOTH_TEXELS = 1.0  # sigma of the smoothing of the carried flow (texels of the S-px field)
 HOLE_ITERATIONS = 400  # Jacobi sweeps of the holes' harmonic fill (a hole ~20 texels across)
-
-
-def holes(valid: np.ndarray) -> np.ndarray:
-    """(S,S) bool: the invalid pixels that the valid ones enclose (4-connected)."""
-    valid = np.asarray(valid, bool)
-    return ndimage.binary_fill_holes(valid) & ~valid
 
 
 def _nearest(field: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,10 +45,10 @@ def _nearest(field: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def fill_holes(flow: np.ndarray, valid: np.ndarray,
                iterations: int = HOLE_ITERATIONS) -> np.ndarray:
-    """``flow`` (S,S,2) with its holes (:func:`holes`) filled by the harmonic interpolation of
-    the valid flow around them; every other pixel unchanged."""
+    """``flow`` (S,S,2) with its holes (``paint.holes``, not grown) filled by the harmonic
+    interpolation of the valid flow around them; every other pixel unchanged."""
     flow = np.asarray(flow, np.float64)
-    h = holes(valid)
+    h = paint.holes(valid, grow=0)
     if not h.any():
         return flow.copy()
     out, _ = _nearest(flow, np.asarray(valid, bool))
@@ -78,7 +76,7 @@ def extend(flow: np.ndarray, valid: np.ndarray, slope: float = SLOPE,
         return np.zeros(flow.shape, np.float32)
     S = flow.shape[0]
     filled = fill_holes(flow, valid) if fill else np.where(valid[..., None], flow, 0.0)
-    known = valid | holes(valid)
+    known = valid | paint.holes(valid, grow=0)
     near, dist = _nearest(filled, known)
     length = np.linalg.norm(near, axis=-1)
     # |f| falls by slope * (distance in crop sides) and stops at zero

@@ -5,7 +5,7 @@ the Jacobian of an affine map."""
 import numpy as np
 import pytest
 
-from mpitalk import flow_fill
+from mpitalk import flow_fill, paint
 
 S = 48
 
@@ -33,7 +33,7 @@ def test_holes_are_filled_harmonically_an_affine_field_fills_with_itself():
     affine = np.stack([0.02 + 0.05 * x - 0.03 * y, -0.04 + 0.02 * x + 0.06 * y], -1)
     flow = np.where(valid[..., None], affine, 0.0)
     filled = flow_fill.fill_holes(flow, valid)
-    hole = flow_fill.holes(valid)
+    hole = paint.holes(valid, grow=0)
     assert hole.sum() > 100 and not (hole & valid).any()
     np.testing.assert_allclose(filled[hole], affine[hole], atol=2e-5)
     np.testing.assert_array_equal(filled[~hole], flow[~hole])  # nothing else moves
@@ -68,7 +68,7 @@ def test_a_moving_face_no_longer_folds_at_its_outline(fill):
     out = flow_fill.extend(flow, valid, fill=fill)
     assert out.dtype == np.float32 and out.shape == flow.shape
     np.testing.assert_allclose(out[valid], flow[valid], atol=1e-7)
-    hole = flow_fill.holes(valid)
+    hole = paint.holes(valid, grow=0)
     # with the hole kept at zero its rim still folds (central differences reach into it)
     kept = hole if fill else ndimage_dilate(hole, 1)
     assert not flow_fill.fold_mask(out)[~kept].any()
