@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 
 import jax
 import numpy as np
+from scipy import ndimage
 from tqdm import tqdm
 
-from mpitalk import UserError, camera, controls, flow_fill, mpi, mpi_io, surface
+from mpitalk import UserError, backdrop, camera, controls, flow_fill, mpi, mpi_io, surface
 from mpitalk import paint as mpitalk_paint  # the module; ``paint`` is generation's argument
 from mpitalk.choices import (  # shared with the job options (no JAX there)
     GEOMETRIES,
@@ -56,6 +57,7 @@ MAX_PITCH_RAD = np.radians(20.0)
 # The head depths a photo-camera MPI is shown at (:func:`shown_pose`): farther only shrinks it;
 # nearer than 0.4 m would magnify planes made for a head at 0.6 m by more than 1.5x.
 SHOWN_DEPTH_M = (0.4, 1.2)
+HOLD_FREE_GROW = 2  # texels round the face where hold_sides lets the outline change
 
 
 _reproject = jax.jit(mpi.reproject)
@@ -270,7 +272,7 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
                     identity_info: dict[str, np.ndarray] | None = None,
                     prev_mode: str = "anchor", space: str = "reference",
                     geometry: str = "surface", paint: str = "holes",
-                    prior_fill: str = "outside"
+                    prior_fill: str = "outside", hold_sides: bool = True
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(rgba, frame_from_mpi)`` per track frame: the MPI (D,H,W,4) float32 in the camera
     the model made it in (``space``), and the pose (4,4) that maps that camera into the frame's
@@ -292,7 +294,9 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
     ``"model"`` the model's own blend (``PAINTS``). ``prior_fill``: ``"outside"`` carries
     the rig prior's flow past the face so that the flow's base does not fold at its outline
     (``mpitalk.flow_fill``; photo's camera only), ``"none"`` keeps it zero there, as training
-    has it (``PRIOR_FILLS``).
+    has it (``PRIOR_FILLS``). ``hold_sides``: off the face, each frame's pixels keep the
+    person or room side of the room split that the first frame made with an earlier frame to
+    condition on gave them (``surface.hold_sides``; photo's camera, flow models).
     """
     from mpitalk.model import sample_mpi
 
@@ -301,7 +305,7 @@ def generate_frames(model, config, identity: np.ndarray, track: controls.Track, 
                          seed=seed, steps=steps, sampler=sampler, batch_size=batch_size,
                          progress=progress, timings=timings, identity_info=identity_info,
                          prev_mode=prev_mode, space=space, geometry=geometry, paint=paint,
-                         prior_fill=prior_fill)
+                         prior_fill=prior_fill, hold_sides=hold_sides)
 
 
 def generate_fields(model, config, identity: np.ndarray, track: controls.Track, *,
@@ -341,7 +345,7 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
               batch_size: int = 4, progress: bool = False, timings: Timings | None = None,
               identity_info: dict[str, np.ndarray] | None = None,
               prev_mode: str = "anchor", space: str = "reference", geometry: str = "surface",
-              paint: str = "holes", prior_fill: str = "outside"):
+              paint: str = "holes", prior_fill: str = "outside", hold_sides: bool = True):
     """The clip loop of :func:`generate_frames` / :func:`generate_fields`: ``sample`` is
     ``sample_mpi`` or ``sample_fields``, ``to_dense`` turns a list of its per-frame outputs
     into their (n,D,S,S,4) dense MPIs, ``relay`` (or None) re-lays each output as ``geometry``
@@ -366,6 +370,7 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
     key = jax.random.PRNGKey(seed)  # the same key for every clip: shared noise across frames
     prev = np.zeros((S, S, 3), np.float32)
     has_prev = 0.0
+    anchor = None  # the planes ``hold_sides`` holds later frames' person and room sides to
     timings = timings if timings is not None else Timings()
     bar = tqdm(total=len(track), desc="generate", unit="frame", disable=not progress)
     for start in range(0, len(track), batch_size):
@@ -411,12 +416,36 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
             prev = np.clip(np.asarray(last), 0.0, 1.0)
             has_prev = 1.0
         t3 = time.perf_counter()
+        if hold_sides and space == "reference" and "prior_valid" in cond \
+                and cond["has_prev"][0] > 0:
+            items, anchor = _hold_sides(items, anchor, cond["prior_valid"], depths)
         if relay is not None:
             items = [relay(item) for item in items]
         timings.add("relay_s", time.perf_counter() - t3)
         yield from zip(items, frame_from_mpi, strict=True)
         bar.update(n)
     bar.close()
+
+
+def _hold_sides(items: list, anchor: np.ndarray | None, prior_valid: np.ndarray,
+                depths: np.ndarray) -> tuple[list, np.ndarray]:
+    """``items`` (fields dicts or dense rgba (D,S,S,4)) with each one's alphas held to the
+    ``anchor``'s person and room sides off the face (``surface.hold_sides``; the face: the
+    prior's valid region and its holes, grown by HOLD_FREE_GROW texels, where the expression
+    changes the outline); ``anchor`` None: the first item is it. Returns (items, anchor)."""
+    split = surface.split_plane(depths, backdrop.SPLIT_M)
+    out = []
+    for item, valid in zip(items, prior_valid, strict=True):
+        alpha = item["alpha"] if isinstance(item, dict) else item[..., 3]
+        if anchor is None:
+            anchor = np.array(alpha, copy=True)
+        face = valid > 0.5
+        free = ndimage.binary_dilation(face | mpitalk_paint.holes(face, 0),
+                                       iterations=HOLD_FREE_GROW)
+        held = surface.hold_sides(alpha, anchor, free, split)
+        out.append({**item, "alpha": held} if isinstance(item, dict)
+                   else np.concatenate([item[..., :3], held[..., None]], -1))
+    return out, anchor
 
 
 def generate_mpis(model, config, identity: np.ndarray, track: controls.Track,

@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                         "stays with the room (mpitalk.body)")
     p.add_argument("--prior-fill", choices=PRIOR_FILLS, default="outside",
                    help="the job's --prior-fill: the rig prior's flow past the face")
+    p.add_argument("--no-hold-sides", action="store_true",
+                   help="let each frame's person and room sides vary off the face "
+                        "(generate.generate_frames' hold_sides=False)")
     p.add_argument("--out", type=Path, required=True, help="JSON to write")
     a = p.parse_args(argv)
     config, model = checkpoint.load(a.checkpoint)
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     eye = np.eye(4, dtype=np.float32)
     rows = []
     for clip in tqdm(F.load_clips(a.footage, a.split, S, None, a.max_frames), unit="clip"):
-        sampled = F.sample_fields(model, config, clip, prior_fill=a.prior_fill)
+        sampled = F.sample_fields(model, config, clip, prior_fill=a.prior_fill,
+                                  hold_sides=not a.no_hold_sides)
         ident, real = sampled.identity, sampled.real
         poses = sampled.frame_from_mpi
         head = clip.data["target_alpha"] > 127
@@ -113,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {m: {k: {"all": mean(m, k), **{s: mean(m, k, s) for s in sources}}
                    for k in METRICS} for m in METHODS}
-    out = {"split": a.split, "body": a.body, "prior_fill": a.prior_fill, "footage": str(a.footage),
+    out = {"split": a.split, "body": a.body, "prior_fill": a.prior_fill,
+           "hold_sides": not a.no_hold_sides, "footage": str(a.footage),
            "checkpoint": a.checkpoint or "shipped",
            "frames_per_clip": a.max_frames, "summary": summary, "clips": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -258,3 +258,51 @@ def test_generation_gives_a_flow_model_the_rig_prior_of_its_camera(monkeypatch, 
     list(generate.generate_frames(None, CFG, np.full((S, S, 3), 0.5, np.float32), track,
                                   batch_size=2, identity_info=info, space=space))
     assert "prior_flow" not in seen
+
+
+def test_generation_holds_the_person_and_room_sides_off_the_face(monkeypatch):
+    """From the first frame made with an earlier frame to condition on (the anchor), a pixel
+    off the face that a later frame moves from the person's planes to the room's gets the
+    anchor's planes back; on the face (the prior's valid region) the frame's own stay; the very
+    first frames (made without an earlier frame) are left as they are."""
+    from mpitalk import controls, generate
+
+    cfg = CFG.replace(flow_bound=0.1)
+    seen = []
+
+    def fake_sample(model, config, identity, cond, *a, **k):
+        n = identity.shape[0]
+        rgba = np.full((n, D, S, S, 4), 0.5, np.float32)
+        rgba[..., 3] = 0.0
+        rgba[:, 0, ..., 3] = 1.0  # the back plane opaque
+        rgba[:, D - 1, ..., 3] = 1.0  # the person on the nearest plane everywhere
+        if len(seen) == 1:  # the second batch: its second frame moves two pixels to the room
+            rgba[1, D - 1, 0, 0, 3] = 0.0  # the corner: off the face
+            rgba[1, D - 1, S // 2, S // 2, 3] = 0.0  # the centre: on the face
+        if len(seen) == 0:  # the first batch, made without an earlier frame: left alone
+            rgba[1, D - 1, 0, 0, 3] = 0.0
+        seen.append({k_: np.array(v) for k_, v in cond.items()})
+        return rgba
+
+    monkeypatch.setattr(M, "sample_mpi", fake_sample)
+    track = controls.Track(np.zeros((4, 52), np.float32),
+                           np.tile(camera.default_head_pose(), (4, 1)).astype(np.float32), 25.0)
+    info = {"identity_expression": np.concatenate([np.zeros(52), camera.default_head_pose()]
+                                                  ).astype(np.float32),
+            "identity_cond": np.zeros((S, S, 4), np.float32)}
+
+    def frames(**kw):
+        seen.clear()
+        return [m for m, _ in generate.generate_frames(
+            None, cfg, np.full((S, S, 3), 0.5, np.float32), track, batch_size=2,
+            identity_info=info, geometry="layers", **kw)]
+
+    held = frames()
+    assert seen[1]["has_prev"][0] == 1 and seen[0]["has_prev"][0] == 0
+    valid = seen[1]["prior_valid"][1]
+    assert valid[S // 2, S // 2] > 0.5 and valid[:3, :3].max() < 0.5  # centre face, corner not
+    assert held[3][D - 1, 0, 0, 3] == 1.0  # put back: the anchor (frame 2) has it there
+    assert held[3][D - 1, S // 2, S // 2, 3] == 0.0  # the face's own change stays
+    assert held[1][D - 1, 0, 0, 3] == 0.0  # before the anchor: untouched
+    free = frames(hold_sides=False)
+    assert free[3][D - 1, 0, 0, 3] == 0.0

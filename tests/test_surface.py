@@ -4,6 +4,7 @@ view of a surface whose opacity the layers spread over three planes against that
 one plane."""
 
 import numpy as np
+import pytest
 
 from mpitalk import camera, mpi, surface
 from tests.test_gl_fields import photo_at
@@ -104,3 +105,35 @@ def test_a_turned_view_of_a_spread_surface_is_that_surface():
     inner = (slice(4, -4), slice(4, -4))  # where plane j covers the turned view
     np.testing.assert_allclose(got[inner], want[inner], atol=1e-5)
     assert np.mean(np.abs(layers[inner] - want[inner])) > 0.02  # the layers are not it
+
+
+def test_split_plane_is_the_depths_index_by_interpolation():
+    depths = np.array([1.1, 1.0, 0.9, 0.8, 0.7])  # back to front
+    assert surface.split_plane(depths, 0.85) == pytest.approx(2.5)
+    assert surface.split_plane(depths, 1.0) == pytest.approx(1.0)
+
+
+def test_hold_sides_puts_back_only_the_pixels_that_changed_side_off_the_face():
+    """Plane alphas set by hand (D = 5, back to front; the room split at index 1.5): each pixel
+    opaque on one plane, so its median plane is that plane's index."""
+    D, H, W = 5, 2, 3
+
+    def on(planes):  # (H,W) plane index per pixel -> alphas, the back plane always opaque
+        a = np.zeros((D, H, W), np.float32)
+        a[0] = 1.0
+        for (i, j), k in np.ndenumerate(np.asarray(planes)):
+            a[k, i, j] = 1.0
+        return a
+
+    anchor = on([[4, 4, 0], [3, 4, 0]])
+    frame = on([[0, 3, 4], [0, 1, 0]])
+    free = np.zeros((H, W), bool)
+    free[1, 0] = True  # on the face: its change is the expression's
+    held = surface.hold_sides(frame, anchor, free, 1.5)
+    np.testing.assert_array_equal(surface.median_plane(held),
+                                  [[4, 3, 0], [0, 4, 0]])
+    # (0,0): person -> room, held; (0,1): person both, its own depth; (0,2): room -> person,
+    # held; (1,0): free; (1,1): person (4) -> room (1), held; (1,2): room both
+    np.testing.assert_array_equal(held[:, 1, 1], anchor[:, 1, 1])
+    np.testing.assert_array_equal(held[:, 0, 1], frame[:, 0, 1])
+    np.testing.assert_array_equal(held[:, 1, 0], frame[:, 1, 0])

@@ -204,7 +204,8 @@ class ClipFields:
 
 
 def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: int = 4,
-                  paint: str = "holes", prior_fill: str = "outside") -> ClipFields:
+                  paint: str = "holes", prior_fill: str = "outside",
+                  hold_sides: bool = True) -> ClipFields:
     """A clip's self-reenactment sampled once as fields, as the main job samples them (the
     clip's own head motion from its identity frame, ``generate.motion_from_photo``; ``paint``
     as its ``--paint``), but kept as the model's soft layers (``geometry="layers"``), so that
@@ -213,7 +214,8 @@ def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: 
     ``paint="model"`` the blend is the model's everywhere; setting it to the copy where
     ``paint.copy_mask(prior_valid)`` says so gives the job's ``--paint holes`` fields for the
     first ``batch_size`` frames only (later ones are conditioned on a frame of the first batch
-    as it was painted). ``prior_fill`` as the job's ``--prior-fill``."""
+    as it was painted). ``prior_fill`` as the job's ``--prior-fill``; ``hold_sides`` as
+    ``generate.generate_frames``'s."""
     from mpitalk import generate
 
     S = config.image_size
@@ -224,7 +226,7 @@ def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: 
     frames = list(generate.generate_fields(model, config, ident, track, steps=steps,
                                            batch_size=batch_size, identity_info=info,
                                            geometry="layers", paint=paint,
-                                           prior_fill=prior_fill))
+                                           prior_fill=prior_fill, hold_sides=hold_sides))
     cond = generate.frame_conditions(track, S, K, 0, len(track))
     valid = generate.prior_conditions(cond["expression"], info, K, S)["prior_valid"]
     return ClipFields(ident, metrics.to_float(clip.data["target_rgb"]), [f for f, _ in frames],
