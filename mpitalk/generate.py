@@ -370,7 +370,8 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
     key = jax.random.PRNGKey(seed)  # the same key for every clip: shared noise across frames
     prev = np.zeros((S, S, 3), np.float32)
     has_prev = 0.0
-    anchor = None  # the planes ``hold_sides`` holds later frames' person and room sides to
+    anchor = None  # the planes ``hold_sides`` holds later frames' person and room sides to,
+    # with their side of the room split
     timings = timings if timings is not None else Timings()
     bar = tqdm(total=len(track), desc="generate", unit="frame", disable=not progress)
     for start in range(0, len(track), batch_size):
@@ -427,22 +428,24 @@ def _generate(sample, to_dense, relay, model, config, identity: np.ndarray,
     bar.close()
 
 
-def _hold_sides(items: list, anchor: np.ndarray | None, prior_valid: np.ndarray,
-                depths: np.ndarray) -> tuple[list, np.ndarray]:
+def _hold_sides(items: list, anchor: tuple[np.ndarray, np.ndarray] | None,
+                prior_valid: np.ndarray, depths: np.ndarray
+                ) -> tuple[list, tuple[np.ndarray, np.ndarray]]:
     """``items`` (fields dicts or dense rgba (D,S,S,4)) with each one's alphas held to the
     ``anchor``'s person and room sides off the face (``surface.hold_sides``; the face: the
     prior's valid region and its holes, grown by HOLD_FREE_GROW texels, where the expression
-    changes the outline); ``anchor`` None: the first item is it. Returns (items, anchor)."""
+    changes the outline). ``anchor``: its alphas and their ``surface.nearer_than``; None: the
+    first item is it. Returns (items, anchor)."""
     split = surface.split_plane(depths, backdrop.SPLIT_M)
     out = []
     for item, valid in zip(items, prior_valid, strict=True):
         alpha = item["alpha"] if isinstance(item, dict) else item[..., 3]
         if anchor is None:
-            anchor = np.array(alpha, copy=True)
+            anchor = (np.array(alpha, copy=True), surface.nearer_than(alpha, split))
         face = valid > 0.5
         free = ndimage.binary_dilation(face | mpitalk_paint.holes(face, 0),
                                        iterations=HOLD_FREE_GROW)
-        held = surface.hold_sides(alpha, anchor, free, split)
+        held = surface.hold_sides(alpha, *anchor, free, split)
         out.append({**item, "alpha": held} if isinstance(item, dict)
                    else np.concatenate([item[..., :3], held[..., None]], -1))
     return out, anchor

@@ -148,11 +148,18 @@ def split_plane(depths: np.ndarray, split_m: float) -> float:
     return float(np.interp(split_m, depths[::-1], np.arange(len(depths), dtype=np.float64)[::-1]))
 
 
-def hold_sides(alpha: np.ndarray, anchor: np.ndarray, free: np.ndarray,
-               split: float) -> np.ndarray:
+def nearer_than(alpha: np.ndarray, split: float) -> np.ndarray:
+    """(H,W) bool: where the median plane of ``alpha`` (D,H,W) lies nearer than ``split``
+    (:func:`split_plane`): the person's side of the room split."""
+    return median_plane(alpha) > split
+
+
+def hold_sides(alpha: np.ndarray, anchor: np.ndarray, anchor_near: np.ndarray,
+               free: np.ndarray, split: float) -> np.ndarray:
     """A frame's plane alphas ``alpha`` (D,H,W) with every pixel outside ``free`` (H,W bool)
     whose median plane lies on the other side of ``split`` (:func:`split_plane`) than in the
-    ``anchor`` frame's alphas (D,H,W) given the anchor's planes there; the rest unchanged."""
+    ``anchor`` frame's alphas (D,H,W) given the anchor's planes there; the rest unchanged.
+    ``anchor_near``: :func:`nearer_than` of the anchor (computed once for a clip's frames)."""
     alpha, anchor = np.asarray(alpha), np.asarray(anchor)
-    flipped = (median_plane(alpha) > split) != (median_plane(anchor) > split)
+    flipped = nearer_than(alpha, split) != np.asarray(anchor_near, bool)
     return np.where((flipped & ~np.asarray(free, bool))[None], anchor, alpha).astype(alpha.dtype)

@@ -129,7 +129,7 @@ def test_hold_sides_puts_back_only_the_pixels_that_changed_side_off_the_face():
     frame = on([[0, 3, 4], [0, 1, 0]])
     free = np.zeros((H, W), bool)
     free[1, 0] = True  # on the face: its change is the expression's
-    held = surface.hold_sides(frame, anchor, free, 1.5)
+    held = surface.hold_sides(frame, anchor, surface.nearer_than(anchor, 1.5), free, 1.5)
     np.testing.assert_array_equal(surface.median_plane(held),
                                   [[4, 3, 0], [0, 4, 0]])
     # (0,0): person -> room, held; (0,1): person both, its own depth; (0,2): room -> person,
