@@ -159,6 +159,22 @@ def identity_conditions(identity: np.ndarray, K: np.ndarray, align: bool = False
     return info
 
 
+def photo_expression(image: np.ndarray | str) -> np.ndarray | None:
+    """The photo's blendshapes (52,) float32 as MediaPipe reads them on the **whole image**, the
+    way a driving track's frames are read (``controls.load``, ``footage.track_video``), for the
+    largest face (the one ``face.crop_portrait`` crops); None when no face is found. The model
+    is told the photo's expression and the rig moves the face by the track's difference from
+    it, so both sides must be read alike: on the S-px crop MediaPipe reads the same face
+    otherwise (``data/identity.png``: browDownLeft 0.02 on the 128-px crop, 0.09 on the image;
+    over the real validation clips' identity frames the brows 0.19 lower), and the rig then
+    lowers the brows of every frame by the difference (README, "The photo's expression read as
+    the track's")."""
+    from mpitalk import face
+
+    faces = face.detect_faces(image, max_faces=5)  # largest first, as the crop takes it
+    return np.asarray(faces[0].blendshapes, np.float32) if faces else None
+
+
 MODEL_INFO = ("identity_cond", "identity_expression")  # what of identity_conditions the model reads
 
 

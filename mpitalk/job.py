@@ -481,11 +481,16 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
                                          info=crop_info)
     depths, K = generate.mpi_geometry(config)
-    identity_info = generate.identity_conditions(identity, K, align=config.flow_bound > 0)
+    # the photo's expression read on the whole image, as the track's frames were read
+    photo_values = generate.photo_expression(o.identity)
+    identity_info = generate.identity_conditions(identity, K, align=config.flow_bound > 0,
+                                                 values=photo_values)
     timings["identity_s"] = time.perf_counter() - t0
     if o.pose_mode == "relative":
         track = generate.relative_to_identity(track, identity_info)
-    report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None}
+    report["identity"] = {"crop": crop_info, "face_found_after_crop": identity_info is not None,
+                          "expression_read_on": "whole image" if photo_values is not None
+                          else "crop"}
     if config.flow_bound > 0:  # did the rig's prior get moved onto the photo's face
         aligned = bool(identity_info and "prior_align" in identity_info)
         report["identity"]["prior_aligned"] = aligned

@@ -291,7 +291,10 @@ def test_sampled_fields_relaid_are_what_the_job_stores(footage):
     assert len(got.fields) == T and got.frame_from_mpi.shape == (T, 4, 4)
     assert got.prior_valid.shape == (T, S, S) and got.real.shape == (T, S, S, 3)
     _, K = generate.mpi_geometry(cfg)
-    info = generate.identity_conditions(got.identity, K, align=True)
+    # the identity frame's expression as the dataset read it, on the whole frame like the
+    # clip's track (generate.photo_expression's rule), not MediaPipe's reading of the crop
+    info = generate.identity_conditions(got.identity, K, align=True,
+                                        values=clip.data["identity_controls"])
     track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
     job = list(generate.generate_fields(model, cfg, got.identity, track, steps=2, batch_size=2,
                                         identity_info=info))

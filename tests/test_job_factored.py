@@ -220,3 +220,29 @@ def test_body_world_cuts_the_stored_head_planes_at_the_neck(job_out, tmp_path):
     idx = (np.arange(96) * 4) // 3
     body96 = body_px[idx][:, idx]
     assert np.abs(image - photo).mean(-1)[body96].max() <= 2
+
+
+def test_the_photo_expression_is_read_on_the_whole_image(tmp_path, monkeypatch):
+    """The model is told the photo's blendshapes as MediaPipe reads them on the whole image, as
+    a driving track's frames are read (``generate.photo_expression``), not on the S-px crop,
+    where the same face reads otherwise (the rig would move the face by the difference)."""
+    from mpitalk import face, generate, job
+
+    told = []
+    real = generate.identity_conditions
+
+    def spy(identity, K, align=False, values=None):
+        told.append(values)
+        return real(identity, K, align=align, values=values)
+
+    monkeypatch.setattr(generate, "identity_conditions", spy)
+    out = tmp_path / "out"
+    assert render.main(["--out", str(out), "--eye-size", "64", *FAST]) == 0
+    whole = face.detect_faces(face.load_image(job.DEFAULT_IDENTITY))[0].blendshapes
+    crop = generate.prepare_identity(str(job.DEFAULT_IDENTITY), checkpoint.read_config().image_size)
+    on_crop = face.detect_faces(np.round(crop * 255).astype(np.uint8))[0].blendshapes
+    assert len(told) == 1 and told[0] is not None
+    np.testing.assert_allclose(told[0], whole, atol=1e-6)
+    assert np.abs(np.asarray(on_crop) - whole).max() > 0.03  # the two readings differ here
+    report = json.loads((out / "report.json").read_text())
+    assert report["identity"]["expression_read_on"] == "whole image"

@@ -86,12 +86,16 @@ class FootageClip:
 @dataclass
 class Photo:
     """An identity image of the cross-reenactment: (S,S,3) float ``image``, its ``source``,
-    and its tracked head ``pose`` (6,) (None for a photo: then MediaPipe's estimate)."""
+    its tracked head ``pose`` (6,) (None for a photo: then MediaPipe's estimate) and its
+    blendshapes ``values`` (52,) read on the whole image, as the drivers' tracks were read (a
+    clip's identity frame: the dataset's ``identity_controls``; a photo:
+    ``generate.photo_expression``; None: read on the crop)."""
 
     name: str
     source: str
     image: np.ndarray
     pose: np.ndarray | None
+    values: np.ndarray | None = None
 
 
 # --- reading the split ----------------------------------------------------------------------
@@ -221,7 +225,8 @@ def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: 
     S = config.image_size
     _, K = generate.mpi_geometry(config)
     ident = metrics.to_float(clip.data["identity_rgb"])
-    info = generate.identity_conditions(ident, K, align=config.flow_bound > 0)
+    info = generate.identity_conditions(ident, K, align=config.flow_bound > 0,
+                                        values=clip.data["identity_controls"])
     track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
     frames = list(generate.generate_fields(model, config, ident, track, steps=steps,
                                            batch_size=batch_size, identity_info=info,
@@ -529,7 +534,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
         if model is not None:
             # the clip's own head motion, as motion from the identity frame's tracked pose
             gen = model_frames(metrics.to_float(clip.data["identity_rgb"]), clip.track,
-                               photo_pose=clip.data["identity_pose"])
+                               photo_pose=clip.data["identity_pose"],
+                               photo_values=clip.data["identity_controls"])
         scores, images = self_clip(clip, gen, K)
         self_rows.append({"clip": clip.name, "source": clip.source, "scores": scores,
                           "tracks": images["tracks"]})
@@ -539,10 +545,12 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
     # the photo first, then the clips' identity frames taking the sources in turn, so that a
     # bounded run (max_pairs) still covers every source
     order = interleave_sources([c.source for c in clips])
-    photos = [Photo(photo.name, photo.stem, generate.prepare_identity(str(photo), size), None)]
+    photos = [Photo(photo.name, photo.stem, generate.prepare_identity(str(photo), size), None,
+                    generate.photo_expression(str(photo)))]
     photos += [Photo(clips[k].name, clips[k].source,
                      metrics.to_float(clips[k].data["identity_rgb"]),
-                     clips[k].data["identity_pose"]) for k in order]
+                     clips[k].data["identity_pose"], clips[k].data["identity_controls"])
+               for k in order]
     track = controls.load(str(driver_track))
     if max_frames is not None:
         track = controls.Track(track.values[:max_frames], track.pose[:max_frames], track.fps)
@@ -565,7 +573,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
         if model is not None:
             # the main job's path with --pose-scale 0: the track's head held still, then put
             # at the photo's pose (generate.relative_to_identity)
-            frames = {"model": model_frames(ph.image, drv.scaled(1.0, 0.0), relative=True),
+            frames = {"model": model_frames(ph.image, drv.scaled(1.0, 0.0), relative=True,
+                                            photo_values=ph.values),
                       **frames}
         scores, images = cross_pair(ph, frames, drv.values, face)
         if j < len(clips):  # the real frames whose expression is followed

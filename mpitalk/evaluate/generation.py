@@ -53,11 +53,14 @@ def generate_clip(model, config, identity: np.ndarray, track, steps: int, seed: 
     and moved onto the pose the model is told for the photo ("relative" in ``IDENTITY_INFO``).
     ``relative``: instead, the track's motion about its own median is applied to the photo's
     estimated pose (``generate.relative_to_identity``: the main job's default ``pose_mode``, for
-    a track filmed elsewhere). ``photo_values``: the identity image's true blendshapes (52,),
-    taken instead of MediaPipe's reading (its pose is still read). ``geometry``: how the planes
-    are stored (``generate.GEOMETRIES``; the main job's default ``"surface"``); ``paint``: where
-    the painted colour shows (``generate.PAINTS``; the main job's default ``"holes"``);
-    ``prior_fill``: the rig prior's flow past the face (``generate.PRIOR_FILLS``)."""
+    a track filmed elsewhere). ``photo_values``: blendshapes (52,) to take for
+    the identity image instead of MediaPipe's reading of the crop (its pose is still read): a
+    synthetic identity's true ones, or a real one's read on the whole image as the track's
+    frames were (``generate.photo_expression``, as the main job reads its photo).
+    ``geometry``: how the planes are stored (``generate.GEOMETRIES``; the main job's
+    default ``"surface"``); ``paint``: where the painted colour shows (``generate.PAINTS``;
+    the main job's default ``"holes"``); ``prior_fill``: the rig prior's flow past the face
+    (``generate.PRIOR_FILLS``)."""
     from mpitalk import generate
 
     _, K = generate.mpi_geometry(config)

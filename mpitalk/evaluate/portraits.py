@@ -66,7 +66,8 @@ def evaluate_portraits(portraits: Sequence[str], track_path: str, out: str | Pat
         identity = generate.prepare_identity(str(path), config.image_size, crop=crop)
         mpis, frame_from_mpi = generate_clip(model, config, identity, track, steps, seed,
                                              batch_size, space, geometry=geometry,
-                                             paint=paint, prior_fill=prior_fill)
+                                             paint=paint, prior_fill=prior_fill,
+                                             photo_values=generate.photo_expression(str(path)))
         poses = np.stack([portrait_views(drive_pose[t]) @ frame_from_mpi[t]
                           for t in range(len(mpis))])
         rgb, _ = render_frames(mpis, depths, K, poses)  # (T,V,S,S,3)
