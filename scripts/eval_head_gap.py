@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-hold-sides", action="store_true",
                    help="let each frame's person and room sides vary off the face "
                         "(generate.generate_frames' hold_sides=False)")
+    p.add_argument("--read-on-crop", action="store_true",
+                   help="tell the model the identity frame's expression as MediaPipe reads the "
+                        "S-px crop, not the whole frame (footage.sample_fields' read_on_crop)")
     p.add_argument("--out", type=Path, required=True, help="JSON to write")
     a = p.parse_args(argv)
     config, model = checkpoint.load(a.checkpoint)
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for clip in tqdm(F.load_clips(a.footage, a.split, S, None, a.max_frames), unit="clip"):
         sampled = F.sample_fields(model, config, clip, prior_fill=a.prior_fill,
-                                  hold_sides=not a.no_hold_sides)
+                                  hold_sides=not a.no_hold_sides,
+                                  read_on_crop=a.read_on_crop)
         ident, real = sampled.identity, sampled.real
         poses = sampled.frame_from_mpi
         head = clip.data["target_alpha"] > 127
@@ -118,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {m: {k: {"all": mean(m, k), **{s: mean(m, k, s) for s in sources}}
                    for k in METRICS} for m in METHODS}
     out = {"split": a.split, "body": a.body, "prior_fill": a.prior_fill,
-           "hold_sides": not a.no_hold_sides, "footage": str(a.footage),
+           "hold_sides": not a.no_hold_sides,
+           "identity_expression_read_on": "crop" if a.read_on_crop else "whole frame",
+           "footage": str(a.footage),
            "checkpoint": a.checkpoint or "shipped",
            "frames_per_clip": a.max_frames, "summary": summary, "clips": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -209,7 +209,7 @@ class ClipFields:
 
 def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: int = 4,
                   paint: str = "holes", prior_fill: str = "outside",
-                  hold_sides: bool = True) -> ClipFields:
+                  hold_sides: bool = True, read_on_crop: bool = False) -> ClipFields:
     """A clip's self-reenactment sampled once as fields, as the main job samples them (the
     clip's own head motion from its identity frame, ``generate.motion_from_photo``; ``paint``
     as its ``--paint``), but kept as the model's soft layers (``geometry="layers"``), so that
@@ -219,14 +219,18 @@ def sample_fields(model, config, clip: FootageClip, steps: int = 4, batch_size: 
     ``paint.copy_mask(prior_valid)`` says so gives the job's ``--paint holes`` fields for the
     first ``batch_size`` frames only (later ones are conditioned on a frame of the first batch
     as it was painted). ``prior_fill`` as the job's ``--prior-fill``; ``hold_sides`` as
-    ``generate.generate_frames``'s."""
+    ``generate.generate_frames``'s. The identity frame's expression is the dataset's reading
+    of the whole frame (``identity_controls``), as the clip's track was read and as the job
+    reads its photo (``generate.photo_expression``); ``read_on_crop``: MediaPipe's reading of
+    the S-px crop instead (what generation did before session 10)."""
     from mpitalk import generate
 
     S = config.image_size
     _, K = generate.mpi_geometry(config)
     ident = metrics.to_float(clip.data["identity_rgb"])
-    info = generate.identity_conditions(ident, K, align=config.flow_bound > 0,
-                                        values=clip.data["identity_controls"])
+    info = generate.identity_conditions(
+        ident, K, align=config.flow_bound > 0,
+        values=None if read_on_crop else clip.data["identity_controls"])
     track = generate.motion_from_photo(clip.track, clip.data["identity_pose"], info)
     frames = list(generate.generate_fields(model, config, ident, track, steps=steps,
                                            batch_size=batch_size, identity_info=info,
