@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         model_flat = [np.concatenate([o, np.ones(o.shape[:2] + (1,), np.float32)], -1)[None]
                       for o in own]
         values = clip.track.values if a.body == "world" else None
+        photo_values = None if a.read_on_crop else clip.data["identity_controls"]
         shown = {
-            "shipped": F.over_backdrop(shipped, ident, depths, K, poses, values),
-            "no warp": F.over_backdrop(no_warp, ident, depths, K, poses, values),
+            "shipped": F.over_backdrop(shipped, ident, depths, K, poses, values, photo_values),
+            "no warp": F.over_backdrop(no_warp, ident, depths, K, poses, values, photo_values),
             "model image, flat": render_frames(model_flat, flat_depths, K_clip, moved)[0][:, 0],
             "flat": render_frames([rgba] * len(real), flat_depths, K_clip, moved)[0][:, 0],
         }

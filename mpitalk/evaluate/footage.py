@@ -154,20 +154,24 @@ def load_clips(data: str | Path, split: str, size: int, max_clips: int | None = 
 
 
 def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K: np.ndarray,
-                  frame_from_mpi: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+                  frame_from_mpi: np.ndarray, values: np.ndarray | None = None,
+                  photo_values: np.ndarray | None = None) -> np.ndarray:
     """Frames (T,S,S,3) of MPIs (T,D,S,S,4) made in the photo's camera as the main job shows
     them (``mpitalk.backdrop``, ``GLRenderer.set_backdrop``): each frame's head planes at its
     pose over one world backdrop, estimated from the first frame's head planes over
     ``identity`` (S,S,3), at the frame camera's own pose. With the frames' blendshapes
     ``values`` (T,52) the head planes end at the neck and the body stays with the room, as the
-    job's ``--body world`` stores them (``body.cut_at_neck``)."""
+    job's ``--body world`` stores them (``body.cut_at_neck``), the photo's blendshapes being
+    ``photo_values`` (52,) (read on the whole image, as the job reads them; None: MediaPipe's
+    reading of ``identity``)."""
     from mpitalk import backdrop, body, generate, mpi
 
     k = backdrop.back_planes(depths)
     fade = None
     if values is not None:  # the job's own cut, on the frames' alphas
         cut, fade = body.cut_at_neck((({"alpha": m[..., 3]}, None) for m in mpis), depths, K,
-                                     generate.identity_conditions(identity, K), values)
+                                     generate.identity_conditions(identity, K,
+                                                                  values=photo_values), values)
         if fade is not None:
             mpis = np.array(mpis, np.float32, copy=True)
             mpis[..., 3] = np.stack([f["alpha"] for f, _ in cut])
@@ -530,7 +534,8 @@ def evaluate_footage(data: str | Path, split: str, out: str | Path, *, model=Non
         if backdrop != "world" or space != "reference":
             return render_frames(mpis, mpi_depths, mpi_K, frame_from_mpi[:, None])[0][:, 0]
         return over_backdrop(mpis, identity, mpi_depths, mpi_K, frame_from_mpi,
-                             values=track.values if body == "world" else None)
+                             values=track.values if body == "world" else None,
+                             photo_values=kw.get("photo_values"))
 
     self_rows, self_images = [], {}
     for clip in tqdm(clips, desc="self-reenactment", unit="clip", disable=not progress):
