@@ -51,20 +51,27 @@ def test_head_cover_is_the_over_operators_alpha():
     assert np.all(cut[:k] == 0) and np.array_equal(cut[k:], alpha[k:])
 
 
-def test_pull_push_keeps_known_pixels_and_fills_smoothly():
-    H, W = 37, 50
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    image = np.stack([np.full((H, W), 0.25), xx / W, yy / H], -1).astype(np.float32)
+def test_fill_hole_keeps_known_pixels_and_carries_an_edge_across():
+    H, W = 64, 64
+    _, xx = np.mgrid[0:H, 0:W]
+    side = (xx >= 32).astype(np.float32)  # a vertical edge: two colours, left and right
+    image = np.stack([0.2 + 0.6 * side, np.full_like(side, 0.5), 0.8 - 0.6 * side], -1)
     known = np.ones((H, W), bool)
-    known[10:25, 12:40] = False
-    out = backdrop.pull_push(np.where(known[..., None], image, 7.0), known)
+    known[8:56, 20:44] = False  # a tall hole across the edge
+    out = backdrop.fill_hole(np.where(known[..., None], image, 0.9), known)
     assert np.array_equal(out[known], image[known])  # known pixels untouched
-    np.testing.assert_allclose(out[..., 0], 0.25, atol=1e-6)  # a constant stays constant
-    # a ramp is filled within its range, close to the ramp (pull-push is smooth, not exact)
-    assert out[~known].min() >= 0 and out[~known].max() <= 1
-    assert np.abs(out[~known] - image[~known]).mean() < 0.12
+    # the edge goes on through the hole: 8 px or more from it each side keeps its own colour
+    far = np.zeros((H, W), bool)
+    far[8:56, 20:25] = far[8:56, 40:44] = True
+    assert np.abs(out[far] - image[far]).max() < 0.1
+    # and it stays an edge in the hole's middle rows, furthest from the known edge above and
+    # below, where a smooth fill (pull-push, a blur) mixes the two sides (error about 0.09)
+    mid = np.zeros((H, W), bool)
+    mid[24:40, 20:44] = True
+    assert np.abs(out[mid] - image[mid]).mean() < 0.04
     # nothing to fill, or nothing known: no error, sensible output
-    assert np.array_equal(backdrop.pull_push(image, np.ones((H, W), bool)), image)
+    assert np.array_equal(backdrop.fill_hole(image, np.ones((H, W), bool)), image)
+    np.testing.assert_allclose(backdrop.fill_hole(image, np.zeros((H, W), bool)), 0.5)
 
 
 def test_estimate_fills_the_head_and_keeps_the_room():
