@@ -32,6 +32,8 @@ import numpy as np
 SPLIT_M = 0.85  # planes at or beyond this depth (metres, photo camera) are the room, not the head
 HEAD_COVER = 0.3  # head-plane coverage above which the photo shows the person, not the room
 GROW = 1.0 / 64  # the hole is grown by this fraction of the image side (2 px at 128)
+FILLS = ("navier-stokes", "pull-push")  # how the hole is filled (estimate's fill): the first
+# carries the room's edges in (the default); the second, smooth, is what was done before
 
 
 def back_planes(depths: np.ndarray, split_m: float = SPLIT_M) -> int:
@@ -85,12 +87,47 @@ def fill_hole(image: np.ndarray, known: np.ndarray, radius: int = 5) -> np.ndarr
     return np.where(known[..., None], img, filled)
 
 
+def pull_push(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``image`` (H,W,C) with its unknown pixels (``known`` False) filled by pull-push: each
+    coarser level is the 2x2 mean of the known pixels below it, and a pixel unknown on one level
+    takes the bilinear value of the next coarser. Known pixels are returned unchanged."""
+    img = np.asarray(image, np.float64)
+    w = np.asarray(known, np.float64)
+    if w.all() or not w.any():
+        return img.astype(np.float32)
+    H, W = w.shape
+    if min(H, W) <= 1:
+        return np.broadcast_to(
+            (img * w[..., None]).sum((0, 1)) / w.sum(), img.shape).astype(np.float32)
+    h2, w2 = (H + 1) // 2, (W + 1) // 2
+    pad = ((0, 2 * h2 - H), (0, 2 * w2 - W))
+    wp = np.pad(w, pad)
+    ip = np.pad(img * w[..., None], pad + ((0, 0),))
+    ws = wp.reshape(h2, 2, w2, 2).sum((1, 3))
+    s = ip.reshape(h2, 2, w2, 2, -1).sum((1, 3))
+    coarse = pull_push(s / np.maximum(ws, 1e-12)[..., None], ws > 0)
+    # bilinear upsampling: fine pixel centre (i + 0.5) lies at coarse (i + 0.5) / 2 - 0.5
+    def axis(n_fine: int, n_coarse: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.clip((np.arange(n_fine) + 0.5) / 2 - 0.5, 0, n_coarse - 1)
+        i0 = np.floor(x).astype(int)
+        i1 = np.minimum(i0 + 1, n_coarse - 1)
+        return i0, i1, x - i0
+    y0, y1, fy = axis(H, h2)
+    x0, x1, fx = axis(W, w2)
+    top = coarse[y0][:, x0] * (1 - fx)[None, :, None] + coarse[y0][:, x1] * fx[None, :, None]
+    bot = coarse[y1][:, x0] * (1 - fx)[None, :, None] + coarse[y1][:, x1] * fx[None, :, None]
+    up = top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
+    return np.where(known[..., None], img, up).astype(np.float32)
+
+
 def estimate(photo: np.ndarray, cover: np.ndarray, threshold: float = HEAD_COVER,
-             grow: float = GROW, keep_photo: np.ndarray | None = None) -> np.ndarray:
+             grow: float = GROW, keep_photo: np.ndarray | None = None,
+             fill: str = FILLS[0]) -> np.ndarray:
     """The backdrop (P,P,3) float32: ``photo`` (P,P,3) in [0,1] (or uint8) where the head planes'
     coverage ``cover`` (S,S) in the photo's camera (:func:`head_cover`) is at most ``threshold``;
-    inside that region, grown by ``grow`` of the side, the room filled by :func:`fill_hole` at
-    the coverage's resolution S and upsampled (bilinear) to P. ``keep_photo`` (S,S) bool:
+    inside that region, grown by ``grow`` of the side, the room filled at the coverage's
+    resolution S (``fill``: :func:`fill_hole` for ``"navier-stokes"``, :func:`pull_push` for
+    ``"pull-push"``) and upsampled (bilinear) to P. ``keep_photo`` (S,S) bool:
     pixels that keep the photo whatever covers them (the neck cut's fade, ``body.neck_fade``)."""
     photo = np.asarray(photo)
     photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 \
@@ -101,7 +138,9 @@ def estimate(photo: np.ndarray, cover: np.ndarray, threshold: float = HEAD_COVER
     if keep_photo is not None:
         hole &= ~np.asarray(keep_photo, bool)
     small = _resize(photo, S)
-    filled = fill_hole(small, ~hole)
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, not {fill!r}")
+    filled = (fill_hole if fill == "navier-stokes" else pull_push)(small, ~hole)
     if P == S:
         return np.where(hole[..., None], filled, photo)
     hole_p = _resize(hole.astype(np.float32)[..., None], P)[..., 0]  # soft edge at P

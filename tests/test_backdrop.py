@@ -74,7 +74,24 @@ def test_fill_hole_keeps_known_pixels_and_carries_an_edge_across():
     np.testing.assert_allclose(backdrop.fill_hole(image, np.zeros((H, W), bool)), 0.5)
 
 
-def test_estimate_fills_the_head_and_keeps_the_room():
+def test_pull_push_keeps_known_pixels_and_fills_smoothly():
+    H, W = 37, 50
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    image = np.stack([np.full((H, W), 0.25), xx / W, yy / H], -1).astype(np.float32)
+    known = np.ones((H, W), bool)
+    known[10:25, 12:40] = False
+    out = backdrop.pull_push(np.where(known[..., None], image, 7.0), known)
+    assert np.array_equal(out[known], image[known])  # known pixels untouched
+    np.testing.assert_allclose(out[..., 0], 0.25, atol=1e-6)  # a constant stays constant
+    # a ramp is filled within its range, close to the ramp (pull-push is smooth, not exact)
+    assert out[~known].min() >= 0 and out[~known].max() <= 1
+    assert np.abs(out[~known] - image[~known]).mean() < 0.12
+    # nothing to fill, or nothing known: no error, sensible output
+    assert np.array_equal(backdrop.pull_push(image, np.ones((H, W), bool)), image)
+
+
+@pytest.mark.parametrize("fill", backdrop.FILLS)
+def test_estimate_fills_the_head_and_keeps_the_room(fill):
     P, s = 64, 16
     rng = np.random.default_rng(1)
     room = np.tile(np.linspace(0.2, 0.8, P, dtype=np.float32)[None, :, None], (P, 1, 3))
@@ -82,7 +99,7 @@ def test_estimate_fills_the_head_and_keeps_the_room():
     photo[16:48, 20:44] = rng.random((32, 24, 3))  # the "person": noise
     cover = np.zeros((s, s), np.float32)
     cover[4:12, 5:11] = 0.9  # the head planes cover the person (in the S-px fields)
-    out = backdrop.estimate(photo, cover)
+    out = backdrop.estimate(photo, cover, fill=fill)
     assert out.shape == (P, P, 3)
     far = np.ones((P, P), bool)
     far[8:56, 12:52] = False  # well away from the grown hole: the photo itself
@@ -90,6 +107,8 @@ def test_estimate_fills_the_head_and_keeps_the_room():
     # inside, the person is gone: the fill follows the room's ramp, not the noise
     assert np.abs(out[20:44, 24:40] - room[20:44, 24:40]).mean() < 0.06
     assert np.abs(photo[20:44, 24:40] - room[20:44, 24:40]).mean() > 0.15
+    with pytest.raises(ValueError, match="fill must be one of"):
+        backdrop.estimate(photo, cover, fill="telea")
 
 
 def test_over_is_the_per_pixel_over_operator():

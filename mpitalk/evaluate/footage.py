@@ -155,7 +155,8 @@ def load_clips(data: str | Path, split: str, size: int, max_clips: int | None = 
 
 def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K: np.ndarray,
                   frame_from_mpi: np.ndarray, values: np.ndarray | None = None,
-                  photo_values: np.ndarray | None = None) -> np.ndarray:
+                  photo_values: np.ndarray | None = None, fill: str = "navier-stokes"
+                  ) -> np.ndarray:
     """Frames (T,S,S,3) of MPIs (T,D,S,S,4) made in the photo's camera as the main job shows
     them (``mpitalk.backdrop``, ``GLRenderer.set_backdrop``): each frame's head planes at its
     pose over one world backdrop, estimated from the first frame's head planes over
@@ -163,7 +164,8 @@ def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K:
     ``values`` (T,52) the head planes end at the neck and the body stays with the room, as the
     job's ``--body world`` stores them (``body.cut_at_neck``), the photo's blendshapes being
     ``photo_values`` (52,) (read on the whole image, as the job reads them; None: MediaPipe's
-    reading of ``identity``)."""
+    reading of ``identity``). ``fill``: how the backdrop's hole is filled
+    (``backdrop.FILLS``)."""
     from mpitalk import backdrop, body, generate, mpi
 
     k = backdrop.back_planes(depths)
@@ -176,7 +178,8 @@ def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K:
             mpis = np.array(mpis, np.float32, copy=True)
             mpis[..., 3] = np.stack([f["alpha"] for f, _ in cut])
     room, room_depth = backdrop.backdrop_mpi(
-        backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k), keep_photo=fade),
+        backdrop.estimate(identity, backdrop.head_cover(mpis[0][..., 3], k), keep_photo=fade,
+                          fill=fill),
         float(depths[0]))
     room_out = _render_one(room, room_depth, K, np.eye(4, dtype=np.float32))
     out = []
