@@ -18,7 +18,6 @@ and shared by every fill.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -74,14 +73,8 @@ def shown(fill: str, mpis, identity, depths, K, poses, photo_values, real) -> np
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--footage", type=Path, required=True, help="real-footage dataset folder")
-    p.add_argument("--split", default="val")
-    p.add_argument("--checkpoint", default=None, help="default: the shipped one")
-    p.add_argument("--max-frames", type=int, default=12)
+    p = F.split_parser(__doc__, max_frames=12)
     p.add_argument("--fills", nargs="+", default=list(FILLS), choices=FILLS)
-    p.add_argument("--out", type=Path, required=True, help="JSON to write")
     a = p.parse_args(argv)
     import sys
 

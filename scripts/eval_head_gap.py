@@ -24,9 +24,7 @@ holes), and re-laid as the job re-lays them (``surface.surface_fields``).
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -62,12 +60,7 @@ def stored(materialize, fields: dict, photo: np.ndarray, groups, warp: bool) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--footage", type=Path, required=True, help="real-footage dataset folder")
-    p.add_argument("--split", default="val")
-    p.add_argument("--checkpoint", default=None, help="default: the shipped one")
-    p.add_argument("--max-frames", type=int, default=12)
+    p = F.split_parser(__doc__, max_frames=12)
     p.add_argument("--body", choices=("head", "world"), default="head",
                    help="the job's --body: the whole person moves with the head, or the body "
                         "stays with the room (mpitalk.body)")
@@ -79,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--read-on-crop", action="store_true",
                    help="tell the model the identity frame's expression as MediaPipe reads the "
                         "S-px crop, not the whole frame (footage.sample_fields' read_on_crop)")
-    p.add_argument("--out", type=Path, required=True, help="JSON to write")
     a = p.parse_args(argv)
     config, model = checkpoint.load(a.checkpoint)
     groups = model.heads.plane_groups

@@ -18,9 +18,7 @@ The validation split chose the defaults (README "The surface MPI"); the test spl
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -53,13 +51,7 @@ def variant(fields: dict, valid: np.ndarray, groups, geometry: str, sigma: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--footage", type=Path, required=True, help="real-footage dataset folder")
-    p.add_argument("--split", default="val")
-    p.add_argument("--checkpoint", default=None, help="default: the shipped one")
-    p.add_argument("--max-frames", type=int, default=F.DEFAULT_MAX_FRAMES)
-    p.add_argument("--out", type=Path, required=True, help="JSON to write")
+    p = F.split_parser(__doc__)
     a = p.parse_args(argv)
     config, model = checkpoint.load(a.checkpoint)
     groups = model.heads.plane_groups

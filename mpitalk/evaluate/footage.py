@@ -65,6 +65,22 @@ DEFAULT_MAX_PAIRS = 24  # cross pairs in a default run: 2 drivers each for 12 id
 FACE_CROP_PX = 128  # face boxes are compared (LPIPS) and measured (sharpness) at this size
 
 
+def split_parser(doc: str, max_frames: int = DEFAULT_MAX_FRAMES):
+    """The argument parser every script that scores one real-footage split starts from
+    (``scripts/eval_*``): ``--footage``, ``--split``, ``--checkpoint``, ``--max-frames`` and
+    ``--out``; ``doc``'s first line is its description."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--footage", type=Path, required=True, help="real-footage dataset folder")
+    p.add_argument("--split", default="val")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped one")
+    p.add_argument("--max-frames", type=int, default=max_frames)
+    p.add_argument("--out", type=Path, required=True, help="JSON to write")
+    return p
+
+
 @dataclass
 class FootageClip:
     """One test clip: ``name`` (file stem), ``source`` (its video's stem), ``data`` (the NPZ's
