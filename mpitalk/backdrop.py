@@ -25,7 +25,7 @@ image), so its evaluation renders frames whole, as its ground truth was made.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -120,27 +120,38 @@ def pull_push(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(known[..., None], img, up).astype(np.float32)
 
 
+def hole_mask(cover: np.ndarray, threshold: float = HEAD_COVER, grow: float = GROW
+              ) -> np.ndarray:
+    """(S,S) bool: the backdrop's hole, where the head planes' coverage ``cover`` (S,S) in the
+    photo's camera (:func:`head_cover`) is above ``threshold``, grown by ``grow`` of the side."""
+    S = cover.shape[0]
+    return _grow(np.asarray(cover) > threshold, max(1, int(round(grow * S))))
+
+
 def estimate(photo: np.ndarray, cover: np.ndarray, threshold: float = HEAD_COVER,
              grow: float = GROW, keep_photo: np.ndarray | None = None,
-             fill: str = FILLS[0]) -> np.ndarray:
-    """The backdrop (P,P,3) float32: ``photo`` (P,P,3) in [0,1] (or uint8) where the head planes'
-    coverage ``cover`` (S,S) in the photo's camera (:func:`head_cover`) is at most ``threshold``;
-    inside that region, grown by ``grow`` of the side, the room filled at the coverage's
-    resolution S (``fill``: :func:`fill_hole` for ``"navier-stokes"``, :func:`pull_push` for
-    ``"pull-push"``) and upsampled (bilinear) to P. ``keep_photo`` (S,S) bool:
-    pixels that keep the photo whatever covers them (the neck cut's fade, ``body.neck_fade``)."""
+             fill: str | Callable[[np.ndarray, np.ndarray], np.ndarray] = FILLS[0]
+             ) -> np.ndarray:
+    """The backdrop (P,P,3) float32: ``photo`` (P,P,3) in [0,1] (or uint8) outside the
+    :func:`hole_mask` of the head planes' coverage ``cover`` (S,S); inside it the room filled
+    at the coverage's resolution S and upsampled (bilinear) to P. ``fill``: :func:`fill_hole`
+    for ``"navier-stokes"``, :func:`pull_push` for ``"pull-push"``, or any function
+    ``(image (S,S,3), known (S,S) bool) -> filled image`` (``scripts/eval_backdrop_fill.py``
+    compares others). ``keep_photo`` (S,S) bool: pixels that keep the photo whatever covers
+    them (the neck cut's fade, ``body.neck_fade``)."""
+    if isinstance(fill, str):
+        if fill not in FILLS:
+            raise ValueError(f"fill must be one of {FILLS} or a function, not {fill!r}")
+        fill = fill_hole if fill == "navier-stokes" else pull_push
     photo = np.asarray(photo)
     photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 \
         else photo.astype(np.float32)
     P = photo.shape[0]
     S = cover.shape[0]
-    hole = _grow(np.asarray(cover) > threshold, max(1, int(round(grow * S))))
+    hole = hole_mask(cover, threshold, grow)
     if keep_photo is not None:
         hole &= ~np.asarray(keep_photo, bool)
-    small = _resize(photo, S)
-    if fill not in FILLS:
-        raise ValueError(f"fill must be one of {FILLS}, not {fill!r}")
-    filled = (fill_hole if fill == "navier-stokes" else pull_push)(small, ~hole)
+    filled = fill(_resize(photo, S), ~hole)
     if P == S:
         return np.where(hole[..., None], filled, photo)
     hole_p = _resize(hole.astype(np.float32)[..., None], P)[..., 0]  # soft edge at P

@@ -50,26 +50,18 @@ def _cv_fill(name: str):
 
 def shown(fill: str, mpis, identity, depths, K, poses, photo_values, real) -> np.ndarray:
     """The frames over the backdrop with its hole filled by ``fill`` (see the module)."""
-    if fill in backdrop.FILLS:
-        return F.over_backdrop(mpis, identity, depths, K, poses, None, photo_values, fill=fill)
-    if fill == "oracle":
-        out = F.over_backdrop(mpis, identity, depths, K, poses, None, photo_values)
-        k = backdrop.back_planes(depths)
-        hole = backdrop._grow(backdrop.head_cover(mpis[0][..., 3], k) > backdrop.HEAD_COVER,
-                              max(1, int(round(backdrop.GROW * mpis.shape[-2]))))
-        frames = []
-        for t, (m, pose) in enumerate(zip(mpis, poses, strict=True)):
-            head = np.concatenate([m[..., :3], backdrop.without_back(m[..., 3], k)[..., None]], -1)
-            w = ((1 - np.asarray(F._render_one(head, depths, K, pose).alpha)) * hole)[..., None]
-            frames.append(out[t] * (1 - w) + real[t] * w)
-        return np.stack(frames)
-    original = backdrop.pull_push  # an OpenCV fill put in pull-push's place for one call
-    backdrop.pull_push = _cv_fill(fill)
-    try:
-        return F.over_backdrop(mpis, identity, depths, K, poses, None, photo_values,
-                               fill="pull-push")
-    finally:
-        backdrop.pull_push = original
+    if fill != "oracle":
+        how = fill if fill in backdrop.FILLS else _cv_fill(fill)
+        return F.over_backdrop(mpis, identity, depths, K, poses, None, photo_values, fill=how)
+    out = F.over_backdrop(mpis, identity, depths, K, poses, None, photo_values)
+    k = backdrop.back_planes(depths)
+    hole = backdrop.hole_mask(backdrop.head_cover(mpis[0][..., 3], k))
+    frames = []
+    for t, (m, pose) in enumerate(zip(mpis, poses, strict=True)):
+        head = np.concatenate([m[..., :3], backdrop.without_back(m[..., 3], k)[..., None]], -1)
+        w = ((1 - np.asarray(F._render_one(head, depths, K, pose).alpha)) * hole)[..., None]
+        frames.append(out[t] * (1 - w) + real[t] * w)
+    return np.stack(frames)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,33 @@ def test_estimate_fills_the_head_and_keeps_the_room(fill):
         backdrop.estimate(photo, cover, fill="telea")
 
 
+def test_hole_mask_is_the_thresholded_cover_dilated_by_a_square():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    cover = (rng.random((128, 128)) > 0.995).astype(np.float32) * 0.9
+    # 2 px at 128 (GROW): a 5 x 5 square dilation of where the cover exceeds 0.3
+    expected = ndimage.binary_dilation(cover > 0.3, np.ones((5, 5), bool))
+    assert np.array_equal(backdrop.hole_mask(cover), expected)
+
+
+def test_estimate_takes_a_fill_function():
+    P = s = 16
+    photo = np.full((P, P, 3), 0.8, np.float32)
+    cover = np.zeros((s, s), np.float32)
+    cover[6:10, 6:10] = 1.0
+    seen = {}
+
+    def flat(image, known):
+        seen["known"] = known.copy()
+        return np.where(known[..., None], image, 0.25).astype(np.float32)
+
+    out = backdrop.estimate(photo, cover, fill=flat)
+    np.testing.assert_array_equal(seen["known"], ~backdrop.hole_mask(cover))
+    np.testing.assert_allclose(out[8, 8], 0.25)  # the hole: what the function filled
+    np.testing.assert_allclose(out[0, 0], 0.8)  # the room: the photo
+
+
 def test_over_is_the_per_pixel_over_operator():
     rng = np.random.default_rng(2)
     a_f, a_b = rng.random((2, 5, 6)).astype(np.float32)

@@ -171,7 +171,7 @@ def load_clips(data: str | Path, split: str, size: int, max_clips: int | None = 
 
 def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K: np.ndarray,
                   frame_from_mpi: np.ndarray, values: np.ndarray | None = None,
-                  photo_values: np.ndarray | None = None, fill: str = "navier-stokes"
+                  photo_values: np.ndarray | None = None, fill="navier-stokes"
                   ) -> np.ndarray:
     """Frames (T,S,S,3) of MPIs (T,D,S,S,4) made in the photo's camera as the main job shows
     them (``mpitalk.backdrop``, ``GLRenderer.set_backdrop``): each frame's head planes at its
@@ -181,7 +181,7 @@ def over_backdrop(mpis: np.ndarray, identity: np.ndarray, depths: np.ndarray, K:
     job's ``--body world`` stores them (``body.cut_at_neck``), the photo's blendshapes being
     ``photo_values`` (52,) (read on the whole image, as the job reads them; None: MediaPipe's
     reading of ``identity``). ``fill``: how the backdrop's hole is filled
-    (``backdrop.FILLS``)."""
+    (``backdrop.estimate``'s ``fill``)."""
     from mpitalk import backdrop, body, generate, mpi
 
     k = backdrop.back_planes(depths)
