@@ -16,7 +16,8 @@ where it was made: no warp), grown a little, and filled by Navier-Stokes inpaint
 room's edges and stripes are carried into the hole along their own direction, where a smooth
 fill (pull-push, what this module did before) left a grey blot. A head that moves far from the
 photo's place uncovers much of it; on the real validation clips whole-frame LPIPS fell from
-0.0383 to 0.0379 (``docs/eval/footage/README.md``, "The room behind the person").
+0.0383 to 0.0379, on the test clips from 0.1753 to 0.1721 (``docs/eval/footage/README.md``,
+"The room behind the person").
 
 A synthetic dataset's backdrop moves with its head (docs/dataset.md: one rigid transform per
 image), so its evaluation renders frames whole, as its ground truth was made.
