@@ -425,6 +425,7 @@ class CropInfo:
     crop_from_image: np.ndarray
     padded: bool  # the square reached outside the image (edges were replicated)
     pose: np.ndarray  # (6,) head pose estimated by MediaPipe
+    blendshapes: np.ndarray  # (52,) the face's blendshapes, read by MediaPipe on the whole image
 
 
 def crop_portrait(image: np.ndarray | str | Path, size: int = 512, face_heights: float = 2.4,
@@ -482,5 +483,5 @@ def crop_portrait(image: np.ndarray | str | Path, size: int = 512, face_heights:
     padded = bool((corners[0] < 0).any() or (corners[0] > w).any() or (corners[1] < 0).any() or
                   (corners[1] > h).any())
     info = CropInfo(len(faces), face.box, math.degrees(roll), (float(centre[0]), float(centre[1])),
-                    side, np.linalg.inv(full_from_crop), padded, face.pose)
+                    side, np.linalg.inv(full_from_crop), padded, face.pose, face.blendshapes)
     return crop, info

@@ -97,7 +97,9 @@ def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
     window does not depend on ``size`` (the face's landmarks fix it), so the model's S-px input
     and the full-resolution photo of a factored MPI come from one call each with their sizes.
     ``info`` (optional dict) receives the crop's facts, ``side_px`` the window's side in the
-    image's own pixels (what resolution the photo really holds)."""
+    image's own pixels (what resolution the photo really holds) and, when cropped,
+    ``blendshapes``: the face's reading on the whole image (:func:`photo_expression`'s, from
+    the crop's own detection)."""
     from PIL import Image
 
     from mpitalk import face
@@ -108,7 +110,8 @@ def prepare_identity(image: np.ndarray | str, size: int, *, crop: bool = True,
                                             shift_down=CROP_SHIFT_DOWN)
         if info is not None:
             info.update({"faces_found": crop_info.num_faces, "roll_deg": crop_info.roll_deg,
-                         "padded": crop_info.padded, "side_px": crop_info.side_px})
+                         "padded": crop_info.padded, "side_px": crop_info.side_px,
+                         "blendshapes": np.asarray(crop_info.blendshapes, np.float32)})
     else:
         img = face.load_image(image) if isinstance(image, str) else np.asarray(image)
         h, w = img.shape[:2]

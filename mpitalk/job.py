@@ -481,8 +481,11 @@ def _generate(o: JobOptions, track, tmp: Path, timings: dict, report: dict):
     identity = generate.prepare_identity(o.identity, config.image_size, crop=not o.no_crop,
                                          info=crop_info)
     depths, K = generate.mpi_geometry(config)
-    # the photo's expression read on the whole image, as the track's frames were read
-    photo_values = generate.photo_expression(o.identity)
+    # the photo's expression read on the whole image, as the track's frames were read (the
+    # crop's own detection has it; uncropped, the image is read for it)
+    photo_values = crop_info.pop("blendshapes", None)
+    if photo_values is None:
+        photo_values = generate.photo_expression(o.identity)
     identity_info = generate.identity_conditions(identity, K, align=config.flow_bound > 0,
                                                  values=photo_values)
     timings["identity_s"] = time.perf_counter() - t0
